@@ -1,0 +1,185 @@
+"""seg.models.pretrained without the network: a temporary torch.hub cache holding real state
+dicts of freshly initialised torchvision networks, and downloads from file:// URLs."""
+
+import hashlib
+import shutil
+import time
+
+import pytest
+import torch
+import torch.hub
+import torchvision
+from torchvision.models import segmentation
+
+import seg.models.pretrained as pretrained
+from seg.models.pretrained import WeightsUnavailable
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch.hub cache under TORCH_HOME=tmp_path, deleted afterwards (files are big)."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # forget any earlier torch.hub.set_dir
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    yield tmp_path / "hub" / "checkpoints"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def fresh(name):
+    """A randomly initialised torchvision network of the same architecture as `name`'s weights."""
+    torch.manual_seed(0)
+    builder, weights = {**pretrained.TORCHVISION_SEGMENTERS, **pretrained.TORCHVISION_CLASSIFIERS}[name]
+    kwargs = {"weights": None, "num_classes": len(weights.meta["categories"])}
+    if name in pretrained.TORCHVISION_SEGMENTERS:
+        kwargs["weights_backbone"] = None
+        kwargs["aux_loss"] = name != "lraspp_mobilenet_v3_large"
+    return builder(**kwargs).eval()
+
+
+def hashed_copy(model, folder, stem):
+    """Save `model`'s state dict as `<stem>-<first 8 hex of its sha256>.pth` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.tmp"
+    torch.save(model.state_dict(), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return path.rename(folder / f"{stem}-{digest[:8]}.pth"), digest
+
+
+def test_tables_name_the_torchvision_weights():
+    assert set(pretrained.TORCHVISION_SEGMENTERS) == {
+        "fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large",
+        "lraspp_mobilenet_v3_large"}
+    assert set(pretrained.TORCHVISION_CLASSIFIERS) == {"alexnet", "vgg16", "resnet18", "resnet50"}
+    builder, weights = pretrained.TORCHVISION_SEGMENTERS["fcn_resnet50"]
+    assert builder is segmentation.fcn_resnet50
+    assert weights is segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
+    assert pretrained.TORCHVISION_CLASSIFIERS["alexnet"][1] is \
+        torchvision.models.AlexNet_Weights.IMAGENET1K_V1
+
+
+def test_cache_path_follows_torch_home_and_set_dir(hub, tmp_path, monkeypatch):
+    assert pretrained.cache_path("alexnet") == hub / "alexnet-owt-7be5be79.pth"
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    torch.hub.set_dir(tmp_path / "elsewhere")
+    assert pretrained.cache_path("lraspp_mobilenet_v3_large") == (
+        tmp_path / "elsewhere" / "checkpoints" / "lraspp_mobilenet_v3_large-d234d4ea.pth")
+
+
+def test_nothing_cached_means_build_refuses_with_a_sentence(hub):
+    assert not pretrained.is_cached("lraspp_mobilenet_v3_large")
+    with pytest.raises(WeightsUnavailable, match="not on this computer.*python -m seg weights"):
+        pretrained.build("lraspp_mobilenet_v3_large")
+    rows = pretrained.status()
+    assert [row.name for row in rows][:4] == list(pretrained.TORCHVISION_SEGMENTERS)
+    assert len(rows) == 8 and not any(row.cached for row in rows)
+    assert all(row.size_mb is None and row.path.parent == hub for row in rows)
+    assert not hub.exists()  # asking never creates anything
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of alexnet, deeplabv3_mobilenet_v3_large"):
+        pretrained.cache_path("fcn_resnet101")
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
+                                  "resnet18"])
+def test_build_loads_the_cached_file_like_torchvision(hub, name):
+    reference = fresh(name)
+    hub.mkdir(parents=True)
+    torch.save(reference.state_dict(), pretrained.cache_path(name))
+    assert pretrained.is_cached(name)
+
+    module, weights = pretrained.build(name)
+    assert weights is {**pretrained.TORCHVISION_SEGMENTERS,
+                       **pretrained.TORCHVISION_CLASSIFIERS}[name][1]
+    assert not module.training
+    image = torch.rand(1, 3, 64, 64)  # (N, 3, H, W)
+    with torch.no_grad():
+        got, want = module(image), reference(image)
+    if isinstance(want, dict):
+        assert got.keys() == want.keys()
+        got, want = got["out"], want["out"]
+        assert got.shape == (1, 21, 64, 64)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    (row,) = [row for row in pretrained.status() if row.name == name]
+    assert row.cached and row.size_mb == pytest.approx(
+        pretrained.cache_path(name).stat().st_size / 2**20)
+
+
+def test_truncated_file_is_named_in_the_error(hub):
+    name = "lraspp_mobilenet_v3_large"
+    hub.mkdir(parents=True)
+    path = pretrained.cache_path(name)
+    torch.save(fresh(name).state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WeightsUnavailable, match=f"{path}.*damaged.*download it again"):
+        pretrained.build(name)
+
+
+def test_weights_of_another_network_are_refused(hub):
+    hub.mkdir(parents=True)
+    path = pretrained.cache_path("lraspp_mobilenet_v3_large")
+    torch.save(torch.nn.Conv2d(3, 21, 1).state_dict(), path)
+    with pytest.raises(WeightsUnavailable, match="does not belong to lraspp_mobilenet_v3_large"):
+        pretrained.build("lraspp_mobilenet_v3_large")
+
+
+def test_download_verifies_the_hash_reports_progress_and_builds(hub, tmp_path):
+    name = "lraspp_mobilenet_v3_large"
+    reference = fresh(name)
+    source, digest = hashed_copy(reference, tmp_path / "mirror", name)
+    calls = []
+
+    path = pretrained.download(name, progress=lambda done, total: calls.append((done, total)),
+                               url=source.as_uri())
+    assert path == pretrained.cache_path(name)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    size = source.stat().st_size
+    assert len(calls) > 1 and calls[-1] == (size, size)
+    assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
+    assert [p.name for p in hub.iterdir()] == [path.name]  # no temporary file left behind
+
+    module, _ = pretrained.build(name)
+    image = torch.rand(1, 3, 64, 64)  # (N, 3, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(module(image)["out"], reference(image)["out"], rtol=0, atol=0)
+    # Cached now: no network is touched, even with an address that would refuse.
+    assert pretrained.download(name, url="http://127.0.0.1:9/x-d234d4ea.pth") == path
+
+
+def test_download_with_a_wrong_hash_keeps_nothing(hub, tmp_path):
+    name = "lraspp_mobilenet_v3_large"
+    source, digest = hashed_copy(fresh(name), tmp_path / "mirror", name)
+    wrong = "0" if digest[0] != "0" else "1"
+    corrupted = source.rename(source.with_name(f"{name}-{wrong}{digest[1:8]}.pth"))
+    with pytest.raises(WeightsUnavailable, match="corrupted.*deleted"):
+        pretrained.download(name, url=corrupted.as_uri())
+    assert not pretrained.is_cached(name)
+    assert list(hub.iterdir()) == []
+
+
+def test_download_without_a_connection_fails_fast_and_says_what_to_do(hub):
+    started = time.perf_counter()
+    with pytest.raises(WeightsUnavailable) as error:
+        pretrained.download("resnet18", url="http://127.0.0.1:9/resnet18-f37072fd.pth",
+                            timeout=2.0)
+    assert time.perf_counter() - started < 5.0
+    message = str(error.value)
+    assert message.startswith("No internet connection: could not download the weights of "
+                              "resnet18 from 127.0.0.1")
+    assert "python -m seg weights download" in message
+    assert not pretrained.is_cached("resnet18") and list(hub.iterdir()) == []
+
+
+def test_published_metrics_categories_and_preprocessing():
+    assert pretrained.published_metrics("lraspp_mobilenet_v3_large") == {
+        "COCO-val2017-VOC-labels": {"miou": 57.9, "pixel_acc": 91.2}}
+    assert pretrained.published_metrics("alexnet") == {
+        "ImageNet-1K": {"acc@1": 56.522, "acc@5": 79.066}}
+    voc = pretrained.categories("fcn_resnet50")
+    assert len(voc) == 21 and voc[0] == "__background__" and voc[15] == "person"
+    assert len(pretrained.categories("resnet50")) == 1000
+    seg_pre, cls_pre = pretrained.transforms("deeplabv3_resnet50"), pretrained.transforms("vgg16")
+    assert seg_pre.resize_size == 520 and seg_pre.crop_size is None
+    assert (cls_pre.resize_size, cls_pre.crop_size) == (256, 224)
+    assert cls_pre.mean == (0.485, 0.456, 0.406) and cls_pre.std == (0.229, 0.224, 0.225)
