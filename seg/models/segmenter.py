@@ -1,0 +1,215 @@
+"""The one wrapper every segmentation network goes through: `Segmenter.predict`.
+
+A network only knows normalised tensors whose sides are a multiple of its total stride. A student
+has a photo of any size. `Segmenter` is the boundary between the two, written once for SegLab's
+own models and torchvision's alike: PIL/numpy in, normalise, pad to the stride, forward, crop,
+softmax, resize back to the photo, and say which weights ran.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from seg.devices import synchronize
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Where a network's weights came from. Always shown next to its output.
+SOURCES = ("pretrained", "seglab", "untrained")
+
+
+@dataclass
+class Prediction:
+    """What one forward pass of a segmenter produced, at the input image's size.
+
+    Attributes:
+        probs: float32 (C, H, W) class probabilities on the CPU.
+        labels: int64 (H, W), the argmax of `probs`.
+        classes: the class names, index = label.
+        source: "pretrained" (torchvision weights), "seglab" (SegLab's own checkpoint) or
+            "untrained" (random initialisation).
+        seconds: wall time of the forward pass and post-processing.
+        model: the registry name of the network.
+        extras: named intermediate maps (e.g. FCN's stride-32 scores), on the CPU, at the
+            network's own resolution; only filled when asked for.
+    """
+
+    probs: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    source: str
+    seconds: float
+    model: str
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def to_tensor(image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Turn a PIL image or uint8 (H, W, 3) array into a normalised float tensor (1, 3, H, W).
+
+    Example:
+        >>> to_tensor(np.zeros((4, 6, 3), np.uint8)).shape
+        torch.Size([1, 3, 4, 6])
+    """
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    array = np.ascontiguousarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {array.dtype} {array.shape}")
+    x = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    return x.unsqueeze(0)  # (1, 3, H, W)
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (N, C, H, W) on the bottom/right with reflection so H and W divide by `divisor`.
+
+    Returns the padded tensor and the original (H, W) to crop back to. Reflection rather than
+    zeros: a black border would be a strong (false) edge for the first convolutions.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % divisor, (-w) % divisor
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+class Segmenter:
+    """A segmentation network with its classes, its weights' origin and its preprocessing.
+
+    Args:
+        name: registry name.
+        module: an nn.Module whose forward returns a dict with "out" logits (N, C, H, W) at
+            input resolution (SegLab's and torchvision's segmenters both do).
+        classes: class names.
+        source: one of `SOURCES`.
+        device: where the module runs.
+        card: the model card (SegLab) or torchvision's weights metadata.
+        max_side: photos larger than this are downscaled for inference; `probs` are
+            resized back, so the caller never sees the difference except in speed.
+
+    Example:
+        >>> import seg
+        >>> segmenter = seg.models.load("fcn8s")
+        >>> prediction = segmenter.predict(seg.synthetic.scene(0).image)
+        >>> prediction.labels.shape
+        torch.Size([256, 256])
+    """
+
+    def __init__(self, name: str, module: nn.Module, classes, source: str, *, device=None,
+                 card: dict | None = None, max_side: int = 640,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        self.name = name
+        self.device = torch.device(device or "cpu")
+        self.module = module.to(self.device).eval()
+        self.classes = list(classes)
+        self.source = source
+        self.card = dict(card or {})
+        self.max_side = max_side
+        self.mean, self.std = mean, std
+
+    @property
+    def size_divisor(self) -> int:
+        """What H and W must divide by; read on every call (DeepLab's changes with its stride)."""
+        return int(getattr(self.module, "size_divisor", 1))
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameters of the network."""
+        return sum(p.numel() for p in self.module.parameters())
+
+    def __repr__(self) -> str:
+        return (f"Segmenter({self.name!r}, source={self.source!r}, classes={len(self.classes)}, "
+                f"params={self.num_parameters:,}, device={self.device})")
+
+    def preprocess(self, image) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Normalised (1, 3, h, w) tensor on the device, downscaled to `max_side`, and the
+        original (H, W)."""
+        if isinstance(image, Image.Image):
+            image = np.asarray(image.convert("RGB"))
+        height, width = image.shape[:2]
+        x = to_tensor(image, self.mean, self.std).to(self.device)  # (1, 3, H, W)
+        scale = self.max_side / max(height, width)
+        if scale < 1:
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return x, (height, width)
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the network on a normalised batch of any size; "out" is cropped back to it."""
+        padded, (h, w) = pad_to_multiple(x, self.size_divisor)
+        outputs = self.module(padded)
+        outputs = dict(outputs) if isinstance(outputs, dict) else {"out": outputs}
+        outputs["out"] = outputs["out"][..., :h, :w]  # (N, C, h, w)
+        return outputs
+
+    def predict(self, image, *, extras: bool = False) -> Prediction:
+        """Segment one image: a PIL image or a uint8 (H, W, 3) array, any size.
+
+        Args:
+            image: the picture.
+            extras: also return the network's named intermediate maps (on the CPU).
+        """
+        start = time.perf_counter()
+        x, (height, width) = self.preprocess(image)
+        outputs = self.forward(x)
+        logits = outputs["out"]  # (1, C, h, w)
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear",
+                                   align_corners=False)
+        probs = logits.softmax(dim=1)[0]  # (C, H, W)
+        labels = probs.argmax(dim=0)  # (H, W)
+        probs, labels = probs.float().cpu(), labels.cpu()
+        kept = {}
+        if extras:
+            kept = {k: v[0].float().cpu() for k, v in outputs.items()
+                    if k != "out" and isinstance(v, torch.Tensor) and v.dim() == 4}
+        synchronize(self.device)
+        return Prediction(probs=probs, labels=labels, classes=self.classes, source=self.source,
+                          seconds=time.perf_counter() - start, model=self.name, extras=kept)
+
+
+class Classifier:
+    """An image classifier with its class names and origin of weights (used by lessons).
+
+    `predict(image, top=5)` returns [(class name, probability), …] best first.
+    """
+
+    def __init__(self, name: str, module: nn.Module, classes, source: str, *, device=None,
+                 card: dict | None = None, resize: int = 256, crop: int = 224):
+        self.name, self.classes, self.source = name, list(classes), source
+        self.device = torch.device(device or "cpu")
+        self.module = module.to(self.device).eval()
+        self.card = dict(card or {})
+        self.resize, self.crop = resize, crop
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameters of the network."""
+        return sum(p.numel() for p in self.module.parameters())
+
+    @torch.inference_mode()
+    def predict(self, image, *, top: int = 5) -> list[tuple[str, float]]:
+        """Top-`top` classes of an image after the ImageNet resize and centre crop."""
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(np.asarray(image))
+        image = image.convert("RGB")
+        scale = self.resize / min(image.size)
+        image = image.resize((max(self.crop, round(image.width * scale)),
+                              max(self.crop, round(image.height * scale))), Image.BILINEAR)
+        left, upper = (image.width - self.crop) // 2, (image.height - self.crop) // 2
+        image = image.crop((left, upper, left + self.crop, upper + self.crop))
+        probs = self.module(to_tensor(image).to(self.device)).softmax(dim=1)[0].cpu()  # (K,)
+        values, indices = probs.topk(min(top, len(probs)))
+        return [(self.classes[i], float(v)) for v, i in zip(values, indices.tolist())]
