@@ -1,0 +1,91 @@
+"""Plotly figure builders: pure functions of arrays, testable without a browser."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+MARGIN = dict(l=0, r=0, t=30, b=0)
+
+
+def image(array: np.ndarray, title: str = "", *, height: int = 320,
+          hover: np.ndarray | None = None, hover_label: str = "") -> go.Figure:
+    """An RGB image (H, W, 3) with pixel coordinates on hover and no axes.
+
+    `hover` (H, W) adds a value to each pixel's hover text (e.g. the class name).
+    """
+    fig = go.Figure(go.Image(z=array, customdata=hover,
+                             hovertemplate=("x %{x}, y %{y}" + (f"<br>{hover_label} %{{customdata}}"
+                                                                if hover is not None else "")
+                                            + "<extra></extra>")))
+    return _frame(fig, title, height, array.shape)
+
+
+def heatmap(values: np.ndarray, title: str = "", *, zmin=None, zmax=None,
+            colorscale: str = "Viridis", height: int = 320, colorbar: str = "",
+            text: np.ndarray | None = None) -> go.Figure:
+    """A 2-D map (H, W) with a colour bar; `text` writes numbers in the cells (small maps)."""
+    fig = go.Figure(go.Heatmap(
+        z=values, zmin=zmin, zmax=zmax, colorscale=colorscale,
+        colorbar=dict(title=colorbar, thickness=12),
+        text=text, texttemplate="%{text}" if text is not None else None,
+        hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    return _frame(fig, title, height, values.shape)
+
+
+def bars(names: list[str], values: list[float], title: str = "", *, colours=None,
+         height: int = 300, xrange=(0, 1), xlabel: str = "probability") -> go.Figure:
+    """Horizontal bars, largest at the top (class probabilities, per-class IoU)."""
+    order = np.argsort(values)
+    fig = go.Figure(go.Bar(
+        x=[values[i] for i in order], y=[names[i] for i in order], orientation="h",
+        marker_color=[colours[i] for i in order] if colours is not None else None,
+        text=[f"{values[i]:.2f}" for i in order], textposition="auto"))
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      xaxis=dict(range=xrange, title=xlabel))
+    return fig
+
+
+def curves(series: dict[str, tuple[list, list]], title: str = "", *, xlabel: str = "step",
+           ylabel: str = "", height: int = 300, log_y: bool = False) -> go.Figure:
+    """Line plots, one per named (x, y) series."""
+    fig = go.Figure([go.Scatter(x=x, y=y, name=name, mode="lines") for name, (x, y) in
+                     series.items()])
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      xaxis_title=xlabel, yaxis_title=ylabel,
+                      yaxis_type="log" if log_y else None, legend=dict(orientation="h"))
+    return fig
+
+
+def surface(depth: np.ndarray, colours: np.ndarray, title: str = "", *, step: int = 2,
+            height: int = 480) -> go.Figure:
+    """The image as colour on its depth surface: rotatable 3-D, near at the front.
+
+    Plotly surfaces take one scalar colour per vertex, so the image is quantised to a
+    256-colour palette and the surface is coloured by palette index.
+    """
+    d = depth[::step, ::step]
+    rgb = colours[::step, ::step].reshape(-1, 3)
+    quantised = (rgb // 32).astype(np.int64)  # 8 levels per channel
+    index = quantised[:, 0] * 64 + quantised[:, 1] * 8 + quantised[:, 2]
+    scale = [[i / 511, f"rgb({(i // 64) * 32 + 16},{((i // 8) % 8) * 32 + 16},{(i % 8) * 32 + 16})"]
+             for i in range(512)]
+    h, w = d.shape
+    ys, xs = np.mgrid[0:h, 0:w] * step
+    fig = go.Figure(go.Surface(x=xs, y=d, z=-ys, surfacecolor=index.reshape(h, w), cmin=0,
+                               cmax=511, colorscale=scale, showscale=False,
+                               hovertemplate="x %{x}, depth %{y:.1f} m<extra></extra>"))
+    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      scene=dict(xaxis_title="x (px)", yaxis_title="depth (m)",
+                                 zaxis_title="row", aspectmode="manual",
+                                 aspectratio=dict(x=1, y=1.5, z=0.6),
+                                 camera=dict(eye=dict(x=-0.3, y=-2.0, z=0.8))))
+    return fig
+
+
+def _frame(fig: go.Figure, title: str, height: int, shape) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=MARGIN)
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig

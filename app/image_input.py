@@ -1,0 +1,116 @@
+"""The image every page works on: a synthetic scene, a sample photo, an upload or the webcam.
+
+The picker lives in the sidebar and is drawn by the router on every page, so the chosen image
+stays chosen when a student moves to another lesson. Every file goes through
+`seg.io.load_image`; a refused file shows its sentence and the page carries on with the default
+scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+import seg
+from seg.io import ImageError
+
+SAMPLES = Path(__file__).parent / "samples"
+PHOTOS = {
+    "astronaut.jpg": "Astronaut (NASA, public domain)",
+    "chelsea.jpg": "Cat (CC0)",
+    "coffee.jpg": "Coffee (CC0)",
+    "rocket.jpg": "Rocket launch (SpaceX, public domain)",
+}
+SOURCES = ("Synthetic scene", "Sample photo", "Upload", "Webcam")
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+DEFAULT_SEED = 7
+#: Pictures larger than this are reduced once on arrival: every model downsizes anyway, and it
+#: keeps caches, plots and the CRF quick.
+WORKING_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class ChosenImage:
+    """The picture a page works on, with its ground truth when it is a synthetic scene."""
+
+    array: np.ndarray  # uint8 (H, W, 3)
+    name: str
+    key: str  # stable hash, the cache key of everything computed from the picture
+    scene: seg.synthetic.Scene | None = None
+    error: str | None = None  # the sentence explaining why an upload was refused
+
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether exact labels and depth are known."""
+        return self.scene is not None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def synthetic(seed: int, size: int = 256) -> seg.synthetic.Scene:
+    """A synthetic scene, cached (pages redraw often)."""
+    return seg.synthetic.scene(seed, height=size, width=size)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def decode(data: bytes) -> tuple[np.ndarray, str]:
+    """Decode uploaded bytes to (uint8 array, hash); raises ImageError with its sentence."""
+    image = seg.io.fit_within(seg.io.load_image(data), WORKING_SIDE)
+    return np.asarray(image), seg.io.image_hash(image)
+
+
+def _from_scene(seed: int) -> ChosenImage:
+    s = synthetic(int(seed))
+    return ChosenImage(s.image, f"Synthetic scene #{seed}", f"scene-{seed}", s)
+
+
+def picker() -> None:
+    """Draw the image picker (sidebar) and remember the choice in the session."""
+    st.sidebar.subheader("Image")
+    source = st.sidebar.radio("Image source", SOURCES, key="image_source",
+                              label_visibility="collapsed")
+    chosen: ChosenImage
+    if source == "Synthetic scene":
+        seed = st.sidebar.number_input("Scene seed", 0, 99_999, DEFAULT_SEED, key="image_seed",
+                                       help="Each seed draws a different street with exact labels.")
+        chosen = _from_scene(int(seed))
+    elif source == "Sample photo":
+        name = st.sidebar.selectbox("Photo", list(PHOTOS), format_func=PHOTOS.get,
+                                    key="image_photo")
+        array, key = decode((SAMPLES / name).read_bytes())
+        chosen = ChosenImage(array, PHOTOS[name], key)
+    else:
+        if source == "Upload":
+            file = st.sidebar.file_uploader("Your photo", type=UPLOAD_TYPES, key="image_upload")
+        else:
+            file = st.sidebar.camera_input("Take a photo", key="image_camera")
+        chosen = _from_file(file)
+        if chosen.error:
+            st.sidebar.error(chosen.error, icon="🚫")
+    st.session_state["seglab_image"] = chosen
+
+
+def _from_file(file) -> ChosenImage:
+    fallback = _from_scene(DEFAULT_SEED)
+    if file is None:
+        return fallback
+    try:
+        array, key = decode(file.getvalue())
+    except ImageError as error:
+        return ChosenImage(fallback.array, fallback.name, fallback.key, fallback.scene,
+                           error=f"“{file.name}”: {error}")
+    return ChosenImage(array, file.name, key)
+
+
+def current() -> ChosenImage:
+    """The chosen image; shows the refusal of a bad upload on the page.
+
+    Pages call this once at the top. Without a picker (a page run on its own) it is the
+    default synthetic scene.
+    """
+    chosen = st.session_state.get("seglab_image") or _from_scene(DEFAULT_SEED)
+    if chosen.error:
+        st.error(f"{chosen.error} Showing {chosen.name} instead.", icon="🚫")
+    return chosen

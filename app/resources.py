@@ -1,0 +1,60 @@
+"""Cached resources, in one place: models once per server, predictions by image and settings.
+
+Models are shared by every student (`st.cache_resource`, eval mode, no gradients); predictions
+are cached by the image's hash, the model and the device (`st.cache_data`, bounded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import seg
+from seg.models import Prediction, Segmenter
+
+SOURCE_TEXT = {
+    "pretrained": "pretrained weights from torchvision (trained on COCO images with the 21 "
+                  "PASCAL VOC classes)",
+    "seglab": "SegLab's own weights, trained by `python -m seg train` on SegLab's synthetic "
+              "street scenes (8 classes)",
+    "untrained": "random weights: this network has not been trained",
+}
+
+
+def device() -> str:
+    """The device pages run on: the best available unless the sidebar forces the CPU."""
+    return str(seg.devices.default_device(force_cpu=st.session_state.get("force_cpu", False)))
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading the model…")
+def segmenter(name: str, device: str) -> Segmenter:
+    """A segmenter loaded once for all students (raises WeightsUnavailable, CheckpointError)."""
+    return seg.models.load(name, device=device)
+
+
+@st.cache_resource(show_spinner=False)
+def cached_torchvision() -> frozenset[str]:
+    """Names of torchvision networks whose weights are on this machine (checked once)."""
+    from seg.models import pretrained
+
+    return frozenset(row.name for row in pretrained.status() if row.cached)
+
+
+def available_segmenters() -> list[str]:
+    """Segmenters that can run here: SegLab's always, torchvision's when their weights are cached."""
+    cached = cached_torchvision()
+    return [n for n in seg.models.list_models(task="segmentation")
+            if seg.models.entry(n).family == "seglab" or n in cached]
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def predict(name: str, device: str, image_key: str, _array: np.ndarray,
+            extras: bool = False) -> Prediction:
+    """A model's prediction for an image, cached by (model, device, image hash, extras)."""
+    return segmenter(name, device).predict(_array, extras=extras)
+
+
+def title(name: str) -> str:
+    """Human title of a registered network, with where its weights come from."""
+    e = seg.models.entry(name)
+    return e.title if e.family == "torchvision" else f"{e.title} (SegLab)"

@@ -1,0 +1,51 @@
+"""AppTest helpers: run the real router on a chosen page, with the real models."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Model loading and first predictions take seconds on a 2-core CPU.
+TIMEOUT = 120
+
+
+def open_page(file: str | None = None) -> AppTest:
+    """Run streamlit_app.py, then switch to lessons/`file` (None: the default page)."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if file is not None:
+        at.switch_page(f"lessons/{file}")
+        at.run()
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    """Choose "Upload" in the sidebar picker and upload `data` as file `name`."""
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.file_uploader(key="image_upload").upload(name, data, mime).run()
+    return at
+
+
+def encoded(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    """`array` encoded as an image file."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def no_exception(at: AppTest) -> None:
+    """Fail with the page's exceptions, if any."""
+    assert not at.exception, [e.message for e in at.exception]
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    """A small real-looking RGB photo: a sample from the gallery, downscaled."""
+    image = Image.open(ROOT / "app" / "samples" / "chelsea.jpg").convert("RGB")
+    return np.asarray(image.resize((150, 100)))
