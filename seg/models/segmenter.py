@@ -61,6 +61,8 @@ def to_tensor(image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
     array = np.ascontiguousarray(image)
+    if not array.flags.writeable:  # decoded photos are read-only; torch wants to own its data
+        array = array.copy()
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {array.dtype} {array.shape}")
     x = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)  # (3, H, W)
