@@ -88,17 +88,21 @@ def pixel_picker(picture: np.ndarray, *, key: str) -> tuple[int, int]:
 
     A click moves the boxes; the boxes (keyboard, tests) move the crosshair. The click's time
     stamp tells a new click from the one already applied, so typing afterwards is not undone.
+    A picture of another size starts with the crosshair at its centre.
     """
     h, w = picture.shape[:2]
     kx, ky, kclick, kseen = f"{key}_x", f"{key}_y", f"{key}_click", f"{key}_click_seen"
+    if st.session_state.get(f"{key}_shape") != (h, w):  # another picture: start at its centre
+        st.session_state[f"{key}_shape"] = (h, w)
+        st.session_state[kx], st.session_state[ky] = w // 2, h // 2
     click = st.session_state.get(kclick)
     if click and click.get("unix_time") != st.session_state.get(kseen):
         st.session_state[kseen] = click["unix_time"]
         # The picture is drawn scaled to the column: map the click back to image pixels.
         st.session_state[kx] = int(click["x"] * w / max(click["width"], 1))
         st.session_state[ky] = int(click["y"] * h / max(click["height"], 1))
-    x = min(max(int(st.session_state.get(kx, w // 2)), 0), w - 1)
-    y = min(max(int(st.session_state.get(ky, h // 2)), 0), h - 1)
+    x = min(max(int(st.session_state[kx]), 0), w - 1)
+    y = min(max(int(st.session_state[ky]), 0), h - 1)
     st.session_state[kx], st.session_state[ky] = x, y
     streamlit_image_coordinates(_mark(picture, x, y), key=kclick, width="stretch",
                                 image_format="JPEG", jpeg_quality=90, cursor="crosshair")
