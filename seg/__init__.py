@@ -18,6 +18,9 @@ __all__ = ["crf", "devices", "io", "metrics", "models", "receptive_field", "synt
 
 
 def __getattr__(name):
-    if name in __all__:
+    try:
         return importlib.import_module(f"seg.{name}")
-    raise AttributeError(f"module 'seg' has no attribute {name!r}")
+    except ModuleNotFoundError as error:
+        if error.name != f"seg.{name}":
+            raise
+        raise AttributeError(f"module 'seg' has no attribute {name!r}") from None
