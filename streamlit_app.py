@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+# Plotly imports pandas lazily; several students' page threads doing that at once on a fresh
+# server see a partially initialised module. Import it once, before any page runs.
+import pandas  # noqa: F401
 import streamlit as st
 
 from app import image_input, sidebar
@@ -24,7 +27,7 @@ SECTIONS = {
     ],
     "Architectures": [
         ("20_fcn.py", "From classifier to FCN", "🔭", "fcn"),
-        ("21_upsampling.py", "Unpooling vs transposed conv", "⬆️", "upsampling"),
+        ("21_upsampling.py", "Unpooling vs transposed convolution", "⬆️", "upsampling"),
         ("22_dilated.py", "Dilated (atrous) convolution", "🕳️", "dilated"),
         ("23_deeplab_v1.py", "DeepLab v1", "🧪", "deeplab"),
         ("24_depth.py", "Depth maps", "🗻", "depth"),

@@ -31,8 +31,7 @@ classes = list(seg.synthetic.CLASSES)
 left, middle, right = st.columns(3)
 left.plotly_chart(figures.image(scene.image, "The image"), key="world_image")
 middle.plotly_chart(
-    figures.image(seg.viz.colorize(scene.labels, palette), "Its labels (one class per pixel)",
-                  hover=[[classes[v] for v in row] for row in scene.labels], hover_label="class"),
+    figures.image(seg.viz.colorize(scene.labels, palette), "Its labels (one class per pixel)"),
     key="world_labels")
 right.plotly_chart(
     figures.heatmap(scene.depth.clip(max=80), "Its depth (metres; sky clipped at 80)",
