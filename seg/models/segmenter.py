@@ -84,6 +84,21 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[
     return x, (h, w)
 
 
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """`scores.argmax(dim=0)` for (C, H, W) maps, as a running maximum over the C channels.
+
+    torch's argmax over the leading, strided dimension of a large map is several times slower
+    than C contiguous comparisons; ties go to the first class, as with argmax.
+    """
+    best = scores[0].clone()  # (H, W)
+    labels = torch.zeros(scores.shape[1:], dtype=torch.int64, device=scores.device)
+    for c in range(1, scores.shape[0]):
+        better = scores[c] > best
+        labels.masked_fill_(better, c)
+        torch.maximum(best, scores[c], out=best)
+    return labels
+
+
 class Segmenter:
     """A segmentation network with its classes, its weights' origin and its preprocessing.
 
@@ -171,7 +186,7 @@ class Segmenter:
             logits = F.interpolate(logits, size=(height, width), mode="bilinear",
                                    align_corners=False)
         probs = logits.softmax(dim=1)[0]  # (C, H, W)
-        labels = probs.argmax(dim=0)  # (H, W)
+        labels = channel_argmax(probs)  # (H, W)
         probs, labels = probs.float().cpu(), labels.cpu()
         kept = {}
         if extras:

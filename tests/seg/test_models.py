@@ -133,3 +133,12 @@ def test_probabilities_are_at_the_input_size_on_non_square_photos():
     segmenter = seg.models.load("deeplab_v1_largefov", device="cpu")
     image = np.random.default_rng(0).integers(0, 256, (45, 77, 3), dtype=np.uint8)
     assert segmenter.predict(image).probs.shape[1:] == (45, 77)
+
+
+@pytest.mark.parametrize("shape", [(21, 52, 52), (8, 16, 24), (1, 3, 3)])
+def test_channel_argmax_equals_torch_argmax_ties_included(shape):
+    from seg.models.segmenter import channel_argmax
+
+    scores = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    scores[:, 0, 0] = 0.25  # every class tied: argmax answers the first
+    assert torch.equal(channel_argmax(scores), scores.argmax(0))
