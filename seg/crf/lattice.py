@@ -70,31 +70,37 @@ def _enclosing_simplex(elevated: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
     # rank[x] = how many coordinates are larger than coordinate x, ties going to the lower
     # index, exactly as the pairwise loop of permutohedral.cpp counts them: for each pair
-    # i < j, i gains one if r_i < r_j, j gains one otherwise. All pairs in one product.
-    first, second = torch.triu_indices(d1, d1, 1, device=elevated.device)  # (P,) i < j
-    first_smaller = (residual[first] < residual[second]).to(torch.float32)  # (P, N)
-    pairs = torch.arange(first.numel(), device=elevated.device)
-    signed = torch.zeros(d1, first.numel(), device=elevated.device)  # (d+1, P)
+    # i < j, i gains one if r_i < r_j, j gains one otherwise. The pairs (i, i+k) of each
+    # offset k are one comparison of two slices; all counts come out of one product.
+    device = elevated.device
+    first_smaller = torch.cat([residual[: d1 - k] < residual[k:] for k in range(1, d1)])  # (P, N)
+    first = torch.cat([torch.arange(d1 - k, device=device) for k in range(1, d1)])  # (P,)
+    second = torch.cat([torch.arange(k, d1, device=device) for k in range(1, d1)])
+    pairs = torch.arange(first.numel(), device=device)
+    signed = torch.zeros(d1, first.numel(), device=device)  # (d+1, P)
     signed[first, pairs] = 1.0
     signed[second, pairs] = -1.0
-    # pair (i, j) gives j one point unless i won it; j is second in j pairs
-    rank = (signed @ first_smaller).round_().to(torch.int64)  # (d+1, N)
-    rank += torch.arange(d1, device=elevated.device)[:, None]
+    # without wins, j would get a point from each of its j pairs (i, j). Small integers are
+    # exact in float32, so the counting and the wrap below stay in float32 (cheaper).
+    rank = (signed @ first_smaller.to(torch.float32)).add_(torch.arange(d1, device=device)[:, None])
 
-    # Points off the plane Σ = 0 are brought back by shifting the ranks (and rem0) cyclically.
-    rem0 = rem0.to(torch.int64)
-    rank += rem0.sum(0) // d1
-    low, high = rank < 0, rank > d
-    rank += d1 * (low.to(torch.int64) - high.to(torch.int64))
-    rem0 += d1 * (low.to(torch.int64) - high.to(torch.int64))
+    # Points off the plane Σ = 0 are brought back by shifting the ranks cyclically (by at most
+    # d); a rank that wraps around moves its rem0 coordinate by d+1 the other way.
+    shifted = rank + rem0.sum(0) / d1  # (d+1, N)
+    rank = shifted - d1 * torch.floor(shifted / d1)
+    rem0 += rank - shifted
 
+    # Barycentric weights from the offsets sorted by rank: v_(r) is the offset of rank r,
+    # b_s = v_(d-s) - v_(d-s+1), and b_0 = v_(d) + 1 - v_(0), the last sum in double as in C++.
     step = (elevated - rem0) * down  # (d+1, N)
-    barycentric = torch.zeros(d1 + 1, n, dtype=torch.float32, device=elevated.device)
-    barycentric.scatter_add_(0, d - rank, step)
-    barycentric.scatter_add_(0, d - rank + 1, -step)
-    # C++ adds the double 1.0 here: the wrap-around is computed in double and rounded once.
-    barycentric[0] = (barycentric[0].double() + (1.0 + barycentric[d1].double())).float()
-    return rem0, rank, barycentric[:d1]
+    rank = rank.round_().to(torch.int64)
+    coordinate = torch.arange(d1, device=device).expand(n, d1).T  # (d+1, N)
+    by_rank = torch.empty_like(rank).scatter_(0, rank, coordinate)
+    ordered = step.gather(0, by_rank).flip(0)  # (d+1, N) row s: v_(d-s)
+    barycentric = torch.empty_like(step)
+    torch.sub(ordered[1:], ordered[:-1], out=barycentric[1:])
+    barycentric[0] = (ordered[0].double() + (1.0 - ordered[d].double())).float()
+    return rem0.to(torch.int64), rank, barycentric
 
 
 def _csr(rows: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
@@ -106,6 +112,28 @@ def _csr(rows: Tensor, cols: Tensor, values: Tensor, size: tuple[int, int]) -> T
 
 # MKL and cuSPARSE take 32-bit indices; torch would convert 64-bit ones at every product.
 _INDEX = torch.int32
+
+
+def _blur_pair(first: Tensor, then: Tensor) -> Tensor:
+    """The blur along one direction and then another, B_then B_first, as one (M, M) CSR matrix.
+
+    ``first`` and ``then`` are (2, M+1) lower and upper neighbours, M meaning "none". Row v of
+    the product reaches w = v + a·δ_then + b·δ_first for a, b in {-1, 0, 1} with weight
+    (½ or 1)·(½ or 1), when the intermediate vertex and w both exist, as in two blur passes.
+    Two directions per product: about twice the nonzeros of one, but the lattice values cross
+    memory half as often; the weights (products of ½ and 1) are exact.
+    """
+    m = first.shape[1] - 1
+    itself = torch.arange(m, device=first.device)
+    via = torch.stack([then[0, :m], itself, then[1, :m]], 1)  # (M, 3) vertex after one step
+    cols = torch.stack([first[0][via], via, first[1][via]], 2).view(m, 9)  # (M, 9) vertex w
+    half = torch.tensor([0.5, 1.0, 0.5], device=first.device)
+    weights = (half[:, None] * half[None, :]).flatten().repeat(m)  # (9M,) in (a, b) order
+    present = cols < m
+    per_row = present.sum(1, dtype=_INDEX)  # (M,)
+    rows = torch.cat([per_row.new_zeros(1), per_row.cumsum(0, dtype=_INDEX)])
+    keep = present.flatten().nonzero()[:, 0]  # (nnz,)
+    return _csr(rows, cols.flatten()[keep].to(_INDEX), weights[keep], (m, m))
 
 
 class Lattice:
@@ -180,16 +208,18 @@ class Lattice:
         by_number = torch.argsort(order[run_start])  # (M,) the run of the k-th vertex
         numbering = torch.empty_like(by_number)
         numbering[by_number] = torch.arange(m, device=device)  # (M,) the vertex of each run
-        run_of_sorted = torch.cumsum(is_new, 0).sub_(1)  # (L,)
-        vertex_of_sorted = numbering[run_of_sorted]  # (L,)
+        size = order.numel()  # L
+        run_length = torch.diff(run_start, append=run_start.new_tensor([size]))  # (M,)
+        vertex_of_sorted = torch.repeat_interleave(numbering, run_length, output_size=size)
         self.offsets = torch.empty_like(order).scatter_(0, order, vertex_of_sorted).view(n, d1)
 
         # The splat matrix lists each vertex's entries, vertex after vertex in the numbering:
         # entry s of the sorted order goes to its vertex's row, at its place within its run.
-        counts = torch.diff(run_start, append=run_start.new_tensor([order.numel()]))[by_number]
+        counts = run_length[by_number]  # (M,) entries of the k-th vertex
         self.splat_rows = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])  # (M+1,)
         run_shift = self.splat_rows[:-1][numbering] - run_start  # (M,) row start minus run start
-        place = torch.arange(order.numel(), device=device).add_(run_shift[run_of_sorted])  # (L,)
+        place = torch.repeat_interleave(run_shift, run_length, output_size=size)  # (L,)
+        place += torch.arange(size, device=device)
         self.splat_entries = torch.empty_like(order).scatter_(0, place, order)  # (L,)
         self.splat_pixels = (self.splat_entries // d1).to(_INDEX)
         self.splat_rows = self.splat_rows.to(_INDEX)
@@ -309,37 +339,22 @@ class GaussianFilter:
         rows = torch.arange(0, n * width + 1, width, dtype=_INDEX, device=device)
         self.slice = _csr(rows, cols.flatten().to(_INDEX), values.flatten(), (n, total))
 
-        # One (total, total) matrix per blur direction: 1 on the diagonal, ½ on each existing
-        # neighbour. A lattice with fewer directions is left alone by the extra ones.
+        # The blur along one direction is I + ½(lower + upper neighbour). Each lattice's
+        # neighbour lists are shifted to its rows; a lattice with fewer directions gets none
+        # along the extra ones. "total" stands for "no such vertex".
         directions = []
-        halves = torch.tensor([0.5, 1.0, 0.5], device=device).repeat(total)  # (3·total,)
         for j in range(max(lat.dim for lat in lattices) + 1):
-            nbrs = []
+            parts = []
             for lat, f in zip(lattices, first):
-                if j <= lat.dim:
-                    nb = lat.neighbours[j]  # (2, M_k)
-                    nbrs.append(torch.where(nb == lat.num_vertices, -1, nb + f))
-                else:
-                    nbrs.append(torch.full_like(lat.neighbours[0], -1))
-            lower, upper = torch.cat(nbrs, 1)  # (total,) each; -1 where missing
-            itself = torch.arange(total, device=device)
-            cols = torch.stack([lower, itself, upper], 1)  # (total, 3)
-            present = cols >= 0
-            per_row = present.sum(1, dtype=_INDEX)  # (total,)
-            rows = torch.cat([per_row.new_zeros(1), per_row.cumsum(0, dtype=_INDEX)])
-            keep = present.flatten().nonzero()[:, 0]  # (nnz,)
-            cols = cols.flatten()[keep].to(_INDEX)
-            directions.append(_csr(rows, cols, halves[keep], (total, total)))
-        # Two directions per product: B_{j+1} B_j has about twice the nonzeros of one, but the
-        # values cross memory half as often. Its entries, sums of products of ½ and 1, are exact.
-        self.blur = []
-        for j in range(0, len(directions), 2):
-            if j + 1 == len(directions):
-                self.blur.append(directions[j])
-                continue
-            both = directions[j + 1] @ directions[j]
-            rows, cols = both.crow_indices().to(_INDEX), both.col_indices().to(_INDEX)
-            self.blur.append(_csr(rows, cols, both.values(), (total, total)))
+                nb = lat.neighbours[j] if j <= lat.dim else torch.full_like(lat.neighbours[0], -1)
+                parts.append(torch.where((nb == lat.num_vertices) | (nb < 0), total, nb + f))
+            parts.append(torch.full((2, 1), total, device=device))  # "none" has no neighbours
+            directions.append(torch.cat(parts, 1))  # (2, total+1)
+        none = torch.full_like(directions[0], total)
+        self.blur = [
+            _blur_pair(directions[j], directions[j + 1] if j + 1 < len(directions) else none)
+            for j in range(0, len(directions), 2)
+        ]
 
     def __call__(self, values: Tensor, out: Tensor | None = None) -> Tensor:
         """Filter ``values`` (N, C) float32; returns (N, C), written into ``out`` if given."""
