@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +51,21 @@ def photo() -> np.ndarray:
     """A small real-looking RGB photo: a sample from the gallery, downscaled."""
     image = Image.open(ROOT / "app" / "samples" / "chelsea.jpg").convert("RGB")
     return np.asarray(image.resize((150, 100)))
+
+
+def chart(at, key: str) -> dict:
+    """The plotly figure (as a dict) the page drew under `key`."""
+    for element in at.get("plotly_chart"):
+        if element.proto.id.endswith(f"-{key}"):
+            return json.loads(element.proto.spec)
+    raise KeyError(f"no chart with key {key!r}")
+
+
+def array(value) -> np.ndarray:
+    """A plotly data array: a list, or the typed-array dict {dtype, bdata, shape} of plotly 6+."""
+    if isinstance(value, dict):
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).copy()
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(n) for n in shape.split(",")]
+        return data.reshape(shape) if shape else data

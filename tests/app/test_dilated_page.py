@@ -13,18 +13,9 @@ from torchvision.models import resnet50, segmentation
 import seg
 from app import resources
 from seg.models import pretrained
-from tests.app.conftest import encoded, no_exception, open_page, upload
+from tests.app.conftest import array, chart, encoded, no_exception, open_page, upload
 
 PAGE = "22_dilated.py"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The page's networks run in this process: one thread avoids oversubscribing a shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +25,6 @@ def page():
     return at
 
 
-def chart(at, key: str) -> dict:
-    """The plotly figure (as a dict) the page drew under `key`."""
-    for element in at.get("plotly_chart"):
-        if element.proto.id.endswith(f"-{key}"):
-            return json.loads(element.proto.spec)
-    raise KeyError(f"no chart with key {key!r}")
-
-
-def array(value) -> np.ndarray:
-    """A plotly data array: a list, or the typed-array dict {dtype, bdata, shape} of plotly 6+."""
-    if isinstance(value, dict):
-        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).copy()
-        shape = value.get("shape")
-        if isinstance(shape, str):
-            shape = [int(n) for n in shape.split(",")]
-        return data.reshape(shape) if shape else data
     return np.asarray(value, dtype=object)
 
 
