@@ -486,20 +486,64 @@ def load_mask(source: Source, *, size: tuple[int, int], num_classes: int) -> np.
 
 
 def _load_npy(data: bytes) -> np.ndarray:
+    """The 2-D numeric array in a ``.npy`` file, checked from its header before any allocation.
+
+    ``np.load`` allocates the array its header declares before reading a byte of it, so a
+    200-byte file claiming shape (100000, 100000) would ask for 80 GB: the ``.npy`` kind of
+    decompression bomb. The header is read first and the data is then viewed in place.
+    """
+    fp = io.BytesIO(data)
+    # numpy.save writes format 1.0, or 2.0 for headers over 64 kB; 3.0 only for structured
+    # dtypes with non-Latin-1 field names, which are not depth maps either.
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    damaged = ImageError(
+        "This .npy file is damaged: its header cannot be read. "
+        "Please save the depth again with numpy.save(path, depth.astype('float32'))."
+    )
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        reader = readers.get(np.lib.format.read_magic(fp))
+        if reader is None:
+            raise damaged
+        shape, fortran_order, dtype = reader(fp)
     except ValueError as err:
+        raise damaged from err
+    # numpy checks that the shape holds integers, not that they are sizes.
+    if any(n < 0 for n in shape):
+        raise damaged
+    if dtype.hasobject:
         raise ImageError(
-            "This .npy file holds Python objects or is damaged, not a plain array of numbers. "
+            "This .npy file holds Python objects, not a plain array of numbers. "
             "Please save the depth with numpy.save(path, depth.astype('float32'))."
-        ) from err
-    if array.ndim != 2 or array.dtype.kind not in "fiu":
+        )
+    if len(shape) != 2 or dtype.kind not in "fiu":
         raise ImageError(
-            f"This .npy file holds a {array.dtype} array of shape {array.shape}, but a depth "
+            f"This .npy file holds an array of {dtype} values with shape {shape}, but a depth "
             "map is a 2-D array (height, width) of distances in metres. "
             "Please save a float array of shape (height, width)."
         )
-    return array
+    height, width = shape
+    if height * width > MAX_PIXELS:
+        raise _too_many_pixels("depth map", (width, height))
+    if len(data) - fp.tell() < height * width * dtype.itemsize:
+        raise ImageError(
+            f"This .npy file is incomplete: its header announces a {height}×{width} array but "
+            "the file ends before all of its values (it was probably cut off while copying). "
+            "Please save or copy it again and upload the new copy."
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=height * width, offset=fp.tell())
+    return flat.reshape(shape, order="F" if fortran_order else "C")  # (H, W)
+
+
+def _depth_mode_problem(mode: str) -> str:
+    """Why pixels of ``mode`` cannot be distances, as the end of "This depth map ..."."""
+    if mode == "1":
+        return "is black and white (one bit per pixel), which cannot store distances"
+    if mode in _ALPHA_MODES:
+        return (f"has a transparency channel ({mode}), so it is a picture to look at, "
+                "not a map of distances")
+    return (f"is a colour picture ({mode}), probably a coloured visualisation, which does not "
+            "store distances")
 
 
 def load_depth(source: Source, *, size: tuple[int, int]) -> np.ndarray:
@@ -548,19 +592,20 @@ def load_depth(source: Source, *, size: tuple[int, int]) -> np.ndarray:
             depth = (np.asarray(image) if grey is None else grey) / 255.0  # (H, W) relative
         else:
             raise ImageError(
-                f"This depth map is a colour or transparent picture ({image.mode}), probably a "
-                "coloured visualisation, which does not store distances. "
-                f"{_HINTS['depth map']}"
+                f"This depth map {_depth_mode_problem(image.mode)}. {_HINTS['depth map']}"
             )
         actual = image.size
     _check_size("depth map", actual, size)
+    # Cast before checking: a float64 beyond float32's range (1e300 m) would become infinite.
+    with np.errstate(over="ignore"):
+        depth = depth.astype(np.float32)
     if not np.isfinite(depth).all() or (depth < 0).any():
         raise ImageError(
             "The depth map contains negative, infinite or missing (NaN) values, but every "
             "pixel must be a distance of 0 metres or more. "
             "Please replace missing values with 0 and upload it again."
         )
-    return depth.astype(np.float32)
+    return depth
 
 
 def image_hash(image: Image.Image | np.ndarray) -> str:

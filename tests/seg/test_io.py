@@ -433,9 +433,41 @@ def npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:
     (encode(Image.fromarray(NOISE[:12, :16]), "PNG"), "colour"),
     (encode(Image.fromarray(MILLIMETRES).resize((8, 6)), "PNG"), "8×6"),
     (b"depth,metres\n1.0,2.0\n", "text file"),
+    (npy(np.full((12, 16), 1e300)), "infinite"),  # finite in float64, not in float32
+    (npy(np.zeros((12, 16), np.complex64)), "complex64"),
+    (npy(np.zeros((12, 16), np.float32))[:-8], "incomplete"),
+    (b"\x93NUMPY", "damaged"),
+    (encode(Image.new("1", (16, 12)), "PNG"), "black and white"),
+    (encode(Image.new("LA", (16, 12)), "PNG"), "transparency"),
 ])
 def test_bad_depth_maps_are_refused(data, words):
     assert words in refused(load_depth, data, size=(16, 12))
+
+
+def npy_claiming(shape: tuple[int, ...]) -> bytes:
+    """A small float64 .npy whose header is rewritten to announce ``shape``."""
+    data = npy(np.zeros((2, 2)))
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
+    start = data.index(b"{")
+    length = len(data) - 32 - start  # header length field sits just before the header
+    return data[:start] + header.ljust(length - 1).encode() + b"\n" + data[-32:]
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((100_000, 100_000), "100000×100000 pixels"),
+    ((10**9, 10**9), "more than SegLab's limit"),
+    ((3000, 3000), "incomplete"),
+    ((-2, -2), "damaged"),
+])
+def test_npy_header_is_checked_before_anything_is_allocated(shape, words):
+    # np.load would first allocate what the header announces (80 GB for the first one).
+    assert words in refused(load_depth, npy_claiming(shape), size=(2, 2))
+
+
+def test_fortran_ordered_big_endian_npy_is_read_as_stored():
+    metres = np.arange(12, dtype=">f4").reshape(3, 4)
+    depth = load_depth(npy(np.asfortranarray(metres)), size=(4, 3))
+    np.testing.assert_array_equal(depth, metres)
 
 
 # --- image_hash ----------------------------------------------------------------------------------
