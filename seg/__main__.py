@@ -41,8 +41,11 @@ def _eval(args) -> int:
         print(f"== {name} (weights: {segmenter.source}, {segmenter.num_parameters:,} params)")
         print(evaluation.table())
         if card:
+            # Printed with 3 decimals: a difference that rounds to zero reads "+0.000",
+            # not "-0.000".
+            change = round(evaluation.miou - card["miou"], 3) + 0.0
             print(f"model card: mIoU {card['miou']:.3f} on {card['num_scenes']} scenes; "
-                  f"measured now {evaluation.miou:.3f} ({evaluation.miou - card['miou']:+.3f})")
+                  f"measured now {evaluation.miou:.3f} ({change:+.3f})")
     return 0
 
 

@@ -35,7 +35,10 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 def normalise(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) → ImageNet-normalised float (N, 3, H, W), as `Segmenter` feeds nets."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    # contiguous (N, C, H, W), not the channels-last view of the (N, H, W, 3) buffer: see
+    # `seg.models.segmenter.to_tensor`.
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+    x = x.float().div_(255)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std  # (N, 3, H, W)
@@ -200,9 +203,13 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     else:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-    if schedule == "onecycle":
+    if schedule == "onecycle" and steps >= 3:
+        # At least two warm-up steps: OneCycleLR divides by (warm-up steps - 1), which is zero
+        # when 10 % of the run rounds to one step.
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                    pct_start=0.1)
+                                                    pct_start=max(0.1, 2 / steps))
+    elif schedule == "onecycle":  # one or two steps: no room for a cycle
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     elif schedule == "constant":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     else:

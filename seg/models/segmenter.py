@@ -65,8 +65,14 @@ def to_tensor(image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
         array = array.copy()
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {array.dtype} {array.shape}")
-    x = torch.from_numpy(array).permute(2, 0, 1).float().div_(255)  # (3, H, W)
-    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    # (v / 255 - mean) / std as one scale and one shift per channel, in place: two passes
+    # over the picture instead of four new tensors.
+    scale = 1 / (255 * torch.tensor(std, dtype=torch.float32))  # (3,)
+    shift = -torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)
+    # contiguous: a permuted (H, W, 3) buffer is channels-last, and channels-last tensors
+    # crash oneDNN's backward of small strided 1×1 convolutions on some CPUs (heap corruption).
+    x = torch.from_numpy(array).permute(2, 0, 1).contiguous().float()  # (3, H, W)
+    x.mul_(scale.view(3, 1, 1)).add_(shift.view(3, 1, 1))
     return x.unsqueeze(0)  # (1, 3, H, W)
 
 
@@ -85,18 +91,25 @@ def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[
 
 
 def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """`scores.argmax(dim=0)` for (C, H, W) maps, as a running maximum over the C channels.
+    """`scores.argmax(dim=0)` for (C, H, W) maps, without torch's slow strided argmax.
 
-    torch's argmax over the leading, strided dimension of a large map is several times slower
-    than C contiguous comparisons; ties go to the first class, as with argmax.
+    torch's argmax over the leading dimension of a large map is several times slower than
+    its `amax`, a plain vectorised maximum. So: the maximum of each pixel, then a mask of the
+    channels that reach it, weighted C, C-1, …, 1 so that the largest weight left marks the
+    first such channel (ties go to the first class, as with argmax; a pixel whose scores are
+    NaN gets class 0).
+
+    Example:
+        >>> channel_argmax(torch.tensor([[[0.0, 2.0]], [[1.0, 2.0]]]))
+        tensor([[1, 0]])
     """
-    best = scores[0].clone()  # (H, W)
-    labels = torch.zeros(scores.shape[1:], dtype=torch.int64, device=scores.device)
-    for c in range(1, scores.shape[0]):
-        better = scores[c] > best
-        labels.masked_fill_(better, c)
-        torch.maximum(best, scores[c], out=best)
-    return labels
+    classes = scores.shape[0]
+    if classes > 255:  # the weights are bytes
+        return scores.argmax(dim=0)
+    weights = torch.arange(classes, 0, -1, dtype=torch.uint8, device=scores.device)
+    reached = (scores == scores.amax(dim=0)).view(torch.uint8)  # (C, H, W), 0 or 1
+    first = reached.mul_(weights.view(-1, 1, 1)).amax(dim=0).long()  # (H, W), C … 1; 0 if NaN
+    return (classes - first).remainder_(classes)
 
 
 class Segmenter:
@@ -185,9 +198,8 @@ class Segmenter:
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear",
                                    align_corners=False)
-        probs = logits.softmax(dim=1)[0]  # (C, H, W)
-        labels = channel_argmax(probs)  # (H, W)
-        probs, labels = probs.float().cpu(), labels.cpu()
+        logits = logits[0].float().contiguous()  # (C, H, W)
+        probs, labels = logits.softmax(dim=0).cpu(), channel_argmax(logits).cpu()
         kept = {}
         if extras:
             kept = {k: v[0].float().cpu() for k, v in outputs.items()

@@ -10,6 +10,7 @@ import seg
 from seg import train
 from seg.__main__ import main
 from seg.models import checkpoints
+from seg.models.segmenter import to_tensor
 
 
 def test_a_short_segmentation_run_lowers_the_loss():
@@ -104,3 +105,30 @@ def test_cli_list_and_weights_status(capsys, tmp_path):
         torch.hub.set_dir(previous)
     out = capsys.readouterr().out
     assert "fcn_resnet50" in out and str(tmp_path) in out
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 11])
+def test_one_cycle_schedule_handles_short_runs(steps):
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    seen = []
+    losses = train.fit(net, train.tensor_batches(x, y, 4), steps=steps, lr=1e-2, device="cpu",
+                       callback=lambda info: seen.append(info.lr))
+    assert len(losses) == steps and all(np.isfinite(losses))
+    assert max(seen) <= 1e-2 + 1e-12
+
+
+def test_inputs_are_contiguous_nchw_so_onednn_backward_does_not_corrupt_the_heap():
+    # A channels-last input made the backward of a 4 → 8 channel 1×1 stride-2 convolution
+    # corrupt the heap in oneDNN on an AMD EPYC (torch 2.14 and 2.15): the process aborted.
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    x = train.normalise(images)
+    single = to_tensor(images[0])
+    assert x.is_contiguous() and single.is_contiguous()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1),
+                              torch.nn.Conv2d(4, 8, 1, stride=2, bias=False))
+    for batch in (x, single, x.requires_grad_()):
+        for _ in range(3):
+            net(batch).sum().backward()
+    assert net[1].weight.grad.isfinite().all()
