@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas  # noqa: F401
 import streamlit as st
 
-from app import image_input, sidebar
+from app import image_input, serving, sidebar
 
+serving.configure()  # torch threads per student request, before any page runs a model
 st.set_page_config(page_title="SegLab", page_icon="🧩", layout="wide")
 
 LESSONS = Path(__file__).parent / "lessons"

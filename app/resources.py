@@ -1,7 +1,9 @@
 """Cached resources, in one place: models once per server, predictions by image and settings.
 
 Models are shared by every student (`st.cache_resource`, eval mode, no gradients); predictions
-are cached by the image's hash, the model and the device (`st.cache_data`, bounded).
+are cached by the image's hash, the model and the device (`st.cache_data`, bounded). Loads and
+predictions run inside `serving.heavy()`, so that a class of students queues for the CPU
+instead of fighting over it; each load logs "SegLab: loaded <name> on <device>".
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 import seg
+from app import serving
 from seg.models import Prediction, Segmenter
 
 SOURCE_TEXT = {
@@ -29,7 +32,10 @@ def device() -> str:
 @st.cache_resource(max_entries=16, show_spinner="Loading the model…")
 def segmenter(name: str, device: str) -> Segmenter:
     """A segmenter loaded once for all students (raises WeightsUnavailable, CheckpointError)."""
-    return seg.models.load(name, device=device)
+    with serving.heavy():
+        model = seg.models.load(name, device=device)
+    serving.log.info("SegLab: loaded %s on %s", name, device)
+    return model
 
 
 @st.cache_resource(show_spinner=False)
@@ -51,7 +57,9 @@ def available_segmenters() -> list[str]:
 def predict(name: str, device: str, image_key: str, _array: np.ndarray,
             extras: bool = False) -> Prediction:
     """A model's prediction for an image, cached by (model, device, image hash, extras)."""
-    return segmenter(name, device).predict(_array, extras=extras)
+    model = segmenter(name, device)  # outside the slot: it may wait for another thread's load
+    with serving.heavy():
+        return model.predict(_array, extras=extras)
 
 
 def title(name: str) -> str:
