@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import seg
-from app import resources
+from app import presenter, resources
 
 
 def device_badge() -> None:
@@ -56,5 +56,6 @@ def weights_panel() -> None:
 
 def draw() -> None:
     """All of the shared sidebar below the image picker."""
+    presenter.toggle()
     device_badge()
     weights_panel()

@@ -8,16 +8,18 @@ import numpy as np
 import streamlit as st
 
 import seg
-from app import resources
+from app import resources, share
 from seg.models import Prediction
 
 
 def model_picker(label: str, *, key: str, default: str = "fcn8s",
                  options: list[str] | None = None) -> str:
-    """A select box of the segmenters that can run here (torchvision's only when cached)."""
+    """A select box of the segmenters that can run here (torchvision's only when cached), kept
+    in the address bar."""
     options = options or resources.available_segmenters()
     index = options.index(default) if default in options else 0
-    return st.selectbox(label, options, index=index, format_func=resources.title, key=key)
+    return share.widget(st.selectbox, label, options, index=index, format_func=resources.title,
+                        key=key)
 
 
 def provenance(prediction: Prediction, device: str | None = None) -> None:
@@ -38,9 +40,10 @@ def legend(labels, classes, palette) -> None:
         f"<span style='display:inline-block;margin:0 .8em .3em 0;white-space:nowrap'>"
         f"<span style='display:inline-block;width:.9em;height:.9em;background:{colour};"
         f"border:1px solid #0003;vertical-align:middle;margin-right:.3em'></span>"
-        f"{name} <span style='color:#888'>{share:.0%}</span></span>"
-        for name, colour, share in rows)
-    st.markdown(html, unsafe_allow_html=True)
+        f"{name} <span style='color:#888'>{fraction:.0%}</span></span>"
+        for name, colour, fraction in rows)
+    # seglab-keep: presenter mode folds paragraphs away, never a legend.
+    st.markdown(f"<span class='seglab-keep'>{html}</span>", unsafe_allow_html=True)
 
 
 def palette(classes: list[str]) -> np.ndarray:

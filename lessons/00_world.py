@@ -3,7 +3,7 @@
 import streamlit as st
 
 import seg
-from app import figures, image_input, widgets
+from app import figures, image_input, share, widgets
 
 st.title("SegLab's street world")
 st.markdown(
@@ -21,9 +21,9 @@ how well they do on scenes they never saw.
 """
 )
 
-seed = st.slider("Scene seed", 0, 999, image_input.DEFAULT_SEED, key="world_seed",
-                 help="Each seed is a different street; the same seed is the same street on "
-                      "every machine.")
+seed = share.widget(st.slider, "Scene seed", 0, 999, image_input.DEFAULT_SEED, key="world_seed",
+                    help="Each seed is a different street; the same seed is the same street on "
+                         "every machine.")
 scene = image_input.synthetic(seed)
 palette = seg.synthetic.PALETTE
 classes = list(seg.synthetic.CLASSES)

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 import seg
-from app import compare, figures, image_input, resources, widgets
+from app import compare, figures, image_input, resources, share, widgets
 
 chosen = image_input.current()
 
@@ -61,9 +61,9 @@ def probe() -> None:
     """The overlay, its opacity and the class probabilities of one pixel (reruns alone)."""
     left, right = st.columns([3, 2])
     with left:
-        opacity = st.slider("Opacity of the classes", 0.0, 1.0, 0.5, 0.05,
-                            key="segmentation_opacity",
-                            help="0 shows only the photo, 1 only the class colours.")
+        opacity = share.widget(st.slider, "Opacity of the classes", 0.0, 1.0, 0.5, 0.05,
+                               key="segmentation_opacity",
+                               help="0 shows only the photo, 1 only the class colours.")
         picture = seg.viz.overlay(chosen.array, labels, palette, alpha=opacity)
         x, y = compare.pixel_picker(picture, key="segmentation_probe")
         widgets.legend(labels, classes, palette)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import seg
-from app import compare, image_input, resources, widgets
+from app import compare, image_input, resources, share, widgets
 
 chosen = image_input.current()
 
@@ -28,8 +28,8 @@ pixel.
 
 available = resources.available_segmenters()
 preferred = [n for n in ("fcn32s", "fcn8s", "segnet", "deeplab_v1_largefov") if n in available]
-names = st.multiselect("Models to compare (2 to 4)", available, default=preferred,
-                       max_selections=4, format_func=resources.title, key="compare_models")
+names = share.widget(st.multiselect, "Models to compare (2 to 4)", available, default=preferred,
+                     max_selections=4, format_func=resources.title, key="compare_models")
 if len(names) < 2:
     st.info("Pick at least two models to compare.")
     st.stop()
@@ -59,12 +59,12 @@ for column, name in zip(st.columns(len(names)), names):
 def blend_and_disagree() -> None:
     """Blend between two of the models and map where they disagree (reruns alone)."""
     a_column, b_column = st.columns(2)
-    a = a_column.selectbox("Model A", names, index=0, format_func=resources.title,
-                           key="compare_blend_a")
-    b = b_column.selectbox("Model B", names, index=1, format_func=resources.title,
-                           key="compare_blend_b")
-    t = st.slider("From A to B", 0.0, 1.0, 0.5, 0.05, key="compare_blend_t",
-                  help="Slide to fade from model A's answer to model B's.")
+    a = share.widget(a_column.selectbox, "Model A", names, index=0, format_func=resources.title,
+                     key="compare_blend_a")
+    b = share.widget(b_column.selectbox, "Model B", names, index=1, format_func=resources.title,
+                     key="compare_blend_b")
+    t = share.widget(st.slider, "From A to B", 0.0, 1.0, 0.5, 0.05, key="compare_blend_t",
+                     help="Slide to fade from model A's answer to model B's.")
     left, right = st.columns(2)
     left.image(seg.viz.blend(overlays[a], overlays[b], t),
                caption=f"{100 - round(100 * t)}% {resources.title(a)}, "

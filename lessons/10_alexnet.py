@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg import live
 from seg.models import pretrained
 
@@ -77,13 +77,13 @@ plot it.
 """
 )
 c1, c2, c3 = st.columns(3)
-race_steps = c1.select_slider("Training steps", [200, 300, 400, 600], value=400,
-                              key="alexnet_race_steps")
-race_lr = c2.select_slider("Learning rate", [0.01, 0.02, 0.03, 0.05], value=0.03,
-                           key="alexnet_race_lr",
-                           help="The same for both. Try 0.01: at small steps tanh rarely "
-                                "saturates and the gap closes.")
-race_seed = c3.number_input("Seed", 0, 999, 0, key="alexnet_race_seed")
+race_steps = share.widget(c1.select_slider, "Training steps", [200, 300, 400, 600], value=400,
+                          key="alexnet_race_steps")
+race_lr = share.widget(c2.select_slider, "Learning rate", [0.01, 0.02, 0.03, 0.05], value=0.03,
+                       key="alexnet_race_lr",
+                       help="The same for both. Try 0.01: at small steps tanh rarely "
+                            "saturates and the gap closes.")
+race_seed = share.widget(c3.number_input, "Seed", 0, 999, 0, key="alexnet_race_seed")
 
 
 def progress_bar(text: str):
@@ -108,9 +108,9 @@ result = run_race(race_steps, race_lr, race_seed)
 @st.fragment
 def race_view(result: live.Race) -> None:
     """Curves and steps-to-target; moving the target only redraws this part."""
-    target = st.slider("Target training error", 0.20, 0.80, 0.50, 0.05,
-                       key="alexnet_race_target",
-                       help="AlexNet's Figure 1 used 25 % on CIFAR-10.")
+    target = share.widget(st.slider, "Target training error", 0.20, 0.80, 0.50, 0.05,
+                          key="alexnet_race_target",
+                          help="AlexNet's Figure 1 used 25 % on CIFAR-10.")
     reached = result.steps_to(target)
     speedup = result.speedup(target)
     m1, m2, m3, m4 = st.columns(4)
@@ -182,11 +182,11 @@ st.markdown(
     "another. Training uses plain SGD so that L2 is this penalty; AdamW's `weight_decay` "
     "shrinks weights outside the gradient (decoupled), which is not the same thing.")
 r1, r2, r3 = st.columns(3)
-dropout = r1.slider("Dropout rate p", 0.1, 0.9, 0.5, 0.1, key="alexnet_dropout")
-l1 = r2.select_slider("L1 strength λ₁", [1e-4, 3e-4, 1e-3, 2e-3, 3e-3], value=1e-3,
-                      format_func=lambda v: f"{v:g}", key="alexnet_l1")
-l2 = r3.select_slider("L2 strength λ₂", [3e-3, 1e-2, 3e-2, 1e-1], value=3e-2,
-                      format_func=lambda v: f"{v:g}", key="alexnet_l2")
+dropout = share.widget(r1.slider, "Dropout rate p", 0.1, 0.9, 0.5, 0.1, key="alexnet_dropout")
+l1 = share.widget(r2.select_slider, "L1 strength λ₁", [1e-4, 3e-4, 1e-3, 2e-3, 3e-3], value=1e-3,
+                  format_func=lambda v: f"{v:g}", key="alexnet_l1")
+l2 = share.widget(r3.select_slider, "L2 strength λ₂", [3e-3, 1e-2, 3e-2, 1e-1], value=3e-2,
+                  format_func=lambda v: f"{v:g}", key="alexnet_l2")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -283,8 +283,8 @@ The paper says its input is 224×224, but with an 11×11 filter at stride 4 and 
 227 works out: (227 − 11) / 4 + 1 = 55. Switch to 224 to see both networks disagree.
 """
 )
-size = st.radio("Input size", [227, 224], horizontal=True, key="alexnet_input_size",
-                format_func=lambda s: f"{s}×{s}")
+size = share.widget(st.radio, "Input size", [227, 224], horizontal=True, key="alexnet_input_size",
+                    format_func=lambda s: f"{s}×{s}")
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

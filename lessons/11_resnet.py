@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg import live
 from seg.models import pretrained
 
@@ -48,8 +48,8 @@ $\\lVert \\partial \\mathcal{L} / \\partial W_l \\rVert$ for every convolution $
 """
 )
 g1, g2 = st.columns(2)
-depth = g1.slider("Depth (3×3 convolutions)", 4, 50, 32, key="resnet_grad_depth")
-grad_seed = g2.number_input("Seed", 0, 999, 0, key="resnet_grad_seed")
+depth = share.widget(g1.slider, "Depth (3×3 convolutions)", 4, 50, 32, key="resnet_grad_depth")
+grad_seed = share.widget(g2.number_input, "Seed", 0, 999, 0, key="resnet_grad_seed")
 
 
 @st.cache_data(max_entries=64, show_spinner="Measuring the gradients…")
@@ -115,8 +115,9 @@ up and then annealed (He et al. used SGD for 64 000 steps; Adam gets far in a fe
 )
 DEPTH_PAIRS = {"8 vs 20 layers": (8, 20), "8 vs 32 layers": (8, 32)}
 r1, r2 = st.columns(2)
-pair = r1.radio("Depths", list(DEPTH_PAIRS), index=0, horizontal=True, key="resnet_race_depths")
-race_seed = r2.number_input("Seed", 0, 999, 0, key="resnet_race_seed")
+pair = share.widget(r1.radio,
+                    "Depths", list(DEPTH_PAIRS), index=0, horizontal=True, key="resnet_race_depths")
+race_seed = share.widget(r2.number_input, "Seed", 0, 999, 0, key="resnet_race_seed")
 shallow, deep = DEPTH_PAIRS[pair]
 
 

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg.models.renet import ReNetLayer, bidirectional_sweep
 from seg.models.segmenter import to_tensor
 
@@ -221,9 +221,9 @@ def patches_and_sweeps():
     """Section 1: its sliders rerun only this part of the page."""
     st.subheader("1 · Patches and the order of the sweeps")
     st.caption(f"On a {width} × {height} copy of {chosen.name}.")
-    patch = st.select_slider("Patch size p (pixels)", PATCHES, value=own_patch,
-                             key="renet_patch",
-                             help=f"SegLab's ReNet uses {own_patch} × {own_patch} patches.")
+    patch = share.widget(st.select_slider, "Patch size p (pixels)", PATCHES, value=own_patch,
+                         key="renet_patch",
+                         help=f"SegLab's ReNet uses {own_patch} × {own_patch} patches.")
     rows, cols = height // patch, width // patch
     total = 2 * rows + 2 * cols
     st.markdown(f"{rows} × {cols} patches, each a vector of 3 · {patch}² = "
@@ -234,9 +234,9 @@ def patches_and_sweeps():
                    "the states below come from a fresh ReNet layer with random weights. Look "
                    "at where states exist and how they spread, not at what they mean.")
     norms = sweep_norms(chosen.key, work, patch, device, renet.source)
-    step = st.slider("Step", 1, total, rows // 2, key=f"renet_step_{patch}",
-                     help="Each step reads one row or column of patches in every column or row "
-                          "at once (the code runs them as one batch).")
+    step = share.widget(st.slider, "Step", 1, total, rows // 2, key=f"renet_step_{patch}",
+                        help="Each step reads one row or column of patches in every column or row "
+                             "at once (the code runs them as one batch).")
     masks, sweep, line = progress(step, rows, cols)
     what, across = ("row", "column") if sweep in ("down", "up") else ("column", "row")
     st.markdown(f"**Step {step} of {total}:** sweep {list(SWEEPS).index(sweep) + 1} of 4, "
@@ -259,12 +259,12 @@ def hidden_states():
     """Section 2: its controls rerun only this part of the page."""
     st.subheader("2 · The hidden states of SegLab's ReNet")
     c1, c2 = st.columns([1, 2])
-    which = c1.radio("Feature map", ["vertical", "horizontal"], key="renet_map",
-                     format_func={"vertical": "after the vertical sweeps (v)",
-                                  "horizontal": "after both sweeps (o, layer 1's output)"}.get)
+    which = share.widget(c1.radio, "Feature map", ["vertical", "horizontal"], key="renet_map",
+                         format_func={"vertical": "after the vertical sweeps (v)",
+                                      "horizontal": "after both sweeps (o, layer 1's output)"}.get)
     maps = prediction.extras[which]  # (2h, H/p, W/p)
     hidden = maps.shape[0] // 2
-    channel = c1.slider("Channel", 0, maps.shape[0] - 1, 0, key="renet_channel")
+    channel = share.widget(c1.slider, "Channel", 0, maps.shape[0] - 1, 0, key="renet_channel")
     first, second = ("down", "up") if which == "vertical" else ("right", "left")
     direction = (first, second)[channel // hidden]
     c1.markdown(f"Channel {channel} is unit {channel % hidden} of the **{SWEEPS[direction]}** "
@@ -293,14 +293,16 @@ see those pixels at all. The red box is FCN-8s's theoretical field.
 """
     )
     r1, r2, r3 = st.columns(3)
-    y = r1.slider("Row of the output position", 0, height - 1, height // 2, key="renet_y")
-    x = r1.slider("Column of the output position", 0, width - 1, width // 2, key="renet_x")
-    output = r2.radio("ReNet output", ["vertical", "horizontal", "out"], index=1,
-                      key="renet_rf_output",
-                      format_func={"vertical": "after the vertical sweeps",
-                                   "horizontal": "after both sweeps (one ReNet layer)",
-                                   "out": "the segmenter's output (two layers)"}.get)
-    depth = r3.select_slider("FCN-8s, up to", list(DEPTHS), key="renet_rf_depth")
+    y = share.widget(r1.slider,
+                     "Row of the output position", 0, height - 1, height // 2, key="renet_y")
+    x = share.widget(r1.slider,
+                     "Column of the output position", 0, width - 1, width // 2, key="renet_x")
+    output = share.widget(r2.radio, "ReNet output", ["vertical", "horizontal", "out"], index=1,
+                          key="renet_rf_output",
+                          format_func={"vertical": "after the vertical sweeps",
+                                       "horizontal": "after both sweeps (one ReNet layer)",
+                                       "out": "the segmenter's output (two layers)"}.get)
+    depth = share.widget(r3.select_slider, "FCN-8s, up to", list(DEPTHS), key="renet_rf_depth")
     fcn_layers = fcn_fields(height, width)
     layer = next(lr for lr in fcn_layers if lr.name == DEPTHS[depth][0])
     stride, jump = (own_patch if output != "out" else 1), int(layer.jump[0])

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import seg
-from app import figures, image_input, widgets
+from app import figures, image_input, share, widgets
 from seg import generative
 
 COLOURS = ("#1f77b4", "#d62728")  # class 0, class 1
@@ -132,22 +132,24 @@ def two_classes():
     """The 2-D part: its controls rerun only this part of the page."""
     st.subheader("Two classes in 2-D")
     left, middle, right = st.columns(3)
-    n_per_class = left.slider("Training points per class", 2, 400, 40, key="generative_n")
-    separation = left.slider("Separation of the class means", 0.5, 5.0, 2.0, 0.25,
-                             key="generative_separation")
-    covariance = middle.radio("True covariances", ["shared", "different"], horizontal=True,
+    n_per_class = share.widget(left.slider,
+                               "Training points per class", 2, 400, 40, key="generative_n")
+    separation = share.widget(left.slider, "Separation of the class means", 0.5, 5.0, 2.0, 0.25,
+                              key="generative_separation")
+    covariance = share.widget(middle.radio,
+                              "True covariances", ["shared", "different"], horizontal=True,
                               key="generative_covariance",
                               help="Shared: both clouds have the same shape (LDA's "
                                    "assumption). Different: class 1 is broader and tilted the "
                                    "other way.")
-    outliers = middle.slider("Outliers in class 0", 0.0, 0.3, 0.0, 0.05,
-                             key="generative_outliers",
-                             help="Share of class 0's training points moved far out on class "
-                                  "0's own side: correctly labelled, but far from typical.")
-    family = right.radio("Boundaries", ["linear: LDA vs logistic regression",
-                                        "quadratic: QDA vs logistic on x and x²"],
-                         key="generative_family")
-    data_seed = right.number_input("Data seed", 0, 9999, 0, key="generative_seed")
+    outliers = share.widget(middle.slider, "Outliers in class 0", 0.0, 0.3, 0.0, 0.05,
+                            key="generative_outliers",
+                            help="Share of class 0's training points moved far out on class "
+                                 "0's own side: correctly labelled, but far from typical.")
+    family = share.widget(right.radio, "Boundaries", ["linear: LDA vs logistic regression",
+                                         "quadratic: QDA vs logistic on x and x²"],
+                          key="generative_family")
+    data_seed = share.widget(right.number_input, "Data seed", 0, 9999, 0, key="generative_seed")
     shared, quadratic = covariance == "shared", family.startswith("quadratic")
 
     x, y, models, scores = experiment(n_per_class, separation, shared, outliers, quadratic,
@@ -248,8 +250,8 @@ the linear pair are both wrong, by about the same amount; the quadratic pair are
 
     st.subheader("What only the generative model can do: draw new data")
     c1, c2 = st.columns([1, 2])
-    count = c1.slider("Points to draw", 10, 500, 200, key="generative_draws")
-    seed = c1.number_input("Sampling seed", 0, 9999, 0, key="generative_draw_seed")
+    count = share.widget(c1.slider, "Points to draw", 10, 500, 200, key="generative_draws")
+    seed = share.widget(c1.number_input, "Sampling seed", 0, 9999, 0, key="generative_draw_seed")
     drawn_x, drawn_y = gen.sample(count, seed=int(seed))
     c1.markdown(
         f"Each point: a class from P(y) = ({gen.priors[0]:.2f}, {gen.priors[1]:.2f}), then "
@@ -266,10 +268,10 @@ two_classes()
 
 
 @st.cache_data(max_entries=32, show_spinner="Fitting both pixel classifiers…")
-def on_pixels(image_key, _scene, share, position, seed):
+def on_pixels(image_key, _scene, fraction, position, seed):
     """Both pixel classifiers for one scene and setting (cached by the scene's key)."""
     return generative.compare_on_pixels(_scene.image, _scene.labels, len(seg.synthetic.CLASSES),
-                                        fraction=share, position=position, seed=seed)
+                                        fraction=fraction, position=position, seed=seed)
 
 
 @st.fragment
@@ -293,16 +295,16 @@ on colour** with quadratic features, so both again have the same kind of boundar
                 f"scene #{image_input.DEFAULT_SEED}. Pick a synthetic scene in the sidebar to "
                 f"try others.")
     p1, p2, p3 = st.columns(3)
-    share = p1.select_slider("Labelled pixels", PIXEL_SHARES, value=0.01,
-                             key="generative_share",
-                             format_func=lambda s: f"{s:.1%} ({round(s * scene.labels.size)} px)")
-    position = p2.toggle("Also give the models each pixel's position",
-                         key="generative_position",
-                         help="Adds (row, column) to the colour: sky is on top, road at the "
-                              "bottom.")
-    pixel_seed = p3.number_input("Which pixels are labelled (seed)", 0, 999, 0,
-                                 key="generative_pixel_seed")
-    result = on_pixels(f"scene-{scene.seed}-{scene.image.shape}", scene, share, position,
+    labelled = share.widget(p1.select_slider, "Labelled pixels", PIXEL_SHARES, value=0.01,
+                            key="generative_share",
+                            format_func=lambda s: f"{s:.1%} ({round(s * scene.labels.size)} px)")
+    position = share.widget(p2.toggle, "Also give the models each pixel's position",
+                            key="generative_position",
+                            help="Adds (row, column) to the colour: sky is on top, road at the "
+                                 "bottom.")
+    pixel_seed = share.widget(p3.number_input, "Which pixels are labelled (seed)", 0, 999, 0,
+                              key="generative_pixel_seed")
+    result = on_pixels(f"scene-{scene.seed}-{scene.image.shape}", scene, labelled, position,
                        int(pixel_seed))
     palette, classes = seg.synthetic.PALETTE, list(seg.synthetic.CLASSES)
     marked = scene.image.copy()

@@ -9,7 +9,7 @@ import torchvision
 from PIL import Image
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg import convolutionalize
 from seg.models import CheckpointError, fcn, pretrained
 
@@ -69,7 +69,7 @@ if len(options) == 1:
             "(fetch them with `python -m seg weights download`). SegLab's small AlexNet stands "
             "in: five convolutions and three FC layers like AlexNet, trained right here to "
             "name the class at the centre of 32×32 patches of street scenes.", icon="ℹ️")
-choice = st.selectbox("Classifier", options, format_func=CLASSIFIER_TITLES.get,
+choice = share.widget(st.selectbox, "Classifier", options, format_func=CLASSIFIER_TITLES.get,
                       key="fcn_classifier")
 
 
@@ -168,7 +168,9 @@ st.markdown(
 def coarse(choice: str, device: str, image_key: str, _array: np.ndarray):
     """The picture at the heat-map size and the coarse class map over it."""
     image = Image.fromarray(_array)
-    scale = HEAT_SIDE[choice] / max(image.size)
+    # The long side at the heat-map size, but never so short a side that the classifier's
+    # window (fc6) no longer fits: the sidebar lets pictures up to 8:1 through.
+    scale = max(HEAT_SIDE[choice] / max(image.size), 64 / min(image.size))
     picture = np.asarray(image.resize((max(1, round(image.width * scale)),
                                        max(1, round(image.height * scale))), Image.BILINEAR))
     net = converted(choice, device)[1]
@@ -191,7 +193,7 @@ c.metric("Resolution", f"1 score per {result.stride}×{result.stride} px",
 
 peak = result.probs.flatten(1).max(1).values  # (K,) best probability anywhere
 ranked = [int(i) for i in peak.argsort(descending=True)[:8]]
-shown = st.selectbox("Class to map", ranked, format_func=lambda i: classes[i],
+shown = share.widget(st.selectbox, "Class to map", ranked, format_func=lambda i: classes[i],
                      key="fcn_heat_class",
                      help="The classes with the highest probability somewhere in the picture.")
 

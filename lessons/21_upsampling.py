@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg import upsampling
 from seg.models import CheckpointError
 from seg.models.segnet import SegNet
@@ -100,10 +100,11 @@ st.markdown(
     "a max pool of the network reduces (before pooling), its pooled version with indices, "
     "and the sparse map SegNet's unpooling makes of it.")
 left, middle, right = st.columns(3)
-encoder = left.radio("Encoder", ["segnet", "fcn8s"], format_func=resources.title,
-                     key="upsampling_encoder", horizontal=True)
-stage = middle.slider("Encoder stage (the pool it feeds)", 1, 4, 3, key="upsampling_stage",
-                      help="Stage 1 is full resolution, each next one half as large.")
+encoder = share.widget(left.radio, "Encoder", ["segnet", "fcn8s"], format_func=resources.title,
+                       key="upsampling_encoder", horizontal=True)
+stage = share.widget(middle.slider,
+                     "Encoder stage (the pool it feeds)", 1, 4, 3, key="upsampling_stage",
+                     help="Stage 1 is full resolution, each next one half as large.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Running the encoder…")
@@ -119,9 +120,10 @@ except CheckpointError as error:
     st.error(f"{resources.title(encoder)} cannot run here: {error}", icon="🚫")
     st.stop()
 busiest = int(maps.reshape(len(maps), -1).std(1).argmax())
-channel = right.number_input(f"Channel (0–{len(maps) - 1})", 0, len(maps) - 1, busiest,
-                             key=f"upsampling_channel_{encoder}_{stage}",
-                             help="Starts at the channel whose values vary most on this picture.")
+channel = share.widget(right.number_input,
+                       f"Channel (0–{len(maps) - 1})", 0, len(maps) - 1, busiest,
+                       key=f"upsampling_channel_{encoder}_{stage}",
+                       help="Starts at the channel whose values vary most on this picture.")
 segmenter = resources.segmenter(encoder, device)
 source = resources.SOURCE_TEXT[segmenter.source]
 (st.warning if segmenter.source == "untrained" else st.caption)(
@@ -179,8 +181,9 @@ convolution gives every pixel the same $k\times k$ taps.
 def transposed() -> None:
     """Kernel and stride sliders, the overlap counts and the three upsamplings (reruns alone)."""
     left, right = st.columns(2)
-    k = left.slider("Kernel size k", 1, 7, 3, key="upsampling_kernel")
-    s = right.slider("Stride s (the upsampling factor)", 1, 4, 2, key="upsampling_stride")
+    k = share.widget(left.slider, "Kernel size k", 1, 7, 3, key="upsampling_kernel")
+    s = share.widget(right.slider,
+                     "Stride s (the upsampling factor)", 1, 4, 2, key="upsampling_stride")
     counts = upsampling.overlap_counts((6, 6), k, s)  # (5s + k, 5s + k)
     inner = counts[k:-k, k:-k] if counts.shape[0] > 2 * k else counts
     n = counts.shape[0]

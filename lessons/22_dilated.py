@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import seg
-from app import compare, figures, image_input, resources, widgets
+from app import compare, figures, image_input, resources, share, widgets
 from seg.models import CheckpointError, pretrained
 from seg.models.deeplab_v1 import DeepLabV1
 from seg.models.segmenter import pad_to_multiple
@@ -40,7 +40,7 @@ st.markdown(
 @st.fragment
 def kernel_picture() -> None:
     """The 9 taps of a 3×3 kernel at rate r inside the square they span (reruns alone)."""
-    r = st.slider("Rate r", 1, 8, 2, key="dilated_rate_kernel")
+    r = share.widget(st.slider, "Rate r", 1, 8, 2, key="dilated_rate_kernel")
     side = 2 * r + 1
     cells = np.zeros((side, side))
     text = np.full((side, side), "", dtype=object)
@@ -152,7 +152,7 @@ Rates without a common factor, such as 1, 2, 5, fill the holes.
 @st.fragment
 def gridding() -> None:
     """Two stacked layers at rate r: the holes in what they read (reruns alone)."""
-    r = st.slider("Rate r of both layers", 1, 8, 4, key="dilated_rate_grid")
+    r = share.widget(st.slider, "Rate r of both layers", 1, 8, 4, key="dilated_rate_grid")
     _, pattern = sampling_pattern((r, r))
     side = 4 * r + 1
     read = int((pattern > 0).sum())
@@ -254,9 +254,10 @@ except (CheckpointError, pretrained.WeightsUnavailable) as error:
     st.stop()
 widgets.provenance(reference, device)
 left, right = st.columns(2)
-rate = left.slider(rate_label, 1, max_rate, default_rate, key="dilated_live_rate")
-output_stride = right.select_slider("Output stride", [8, 16, 32], 8, key="dilated_live_stride",
-                                    help="How much smaller than the image the score map is.")
+rate = share.widget(left.slider, rate_label, 1, max_rate, default_rate, key="dilated_live_rate")
+output_stride = share.widget(right.select_slider,
+                             "Output stride", [8, 16, 32], 8, key="dilated_live_stride",
+                             help="How much smaller than the image the score map is.")
 prediction = dilated_prediction(rate, output_stride, device, chosen.key, chosen.array)
 palette = widgets.palette(prediction.classes)
 labels, before = prediction.labels.numpy(), reference.labels.numpy()

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg.crf import experiments
 
 NAME = "deeplab_v1_largefov"
@@ -50,14 +50,15 @@ palette = widgets.palette(classes)
 
 st.subheader("The two challenges as controls")
 c1, c2, c3 = st.columns(3)
-output_stride = c1.radio("Output stride (challenge 1: resolution)", STRIDES, horizontal=True,
-                         key="deeplab_output_stride",
-                         help="8 is DeepLab. 16 and 32 put the stride back into pool4 and pool5 "
-                              "(32 is what VGG and FCN-32s have), with the same weights.")
-use_crf = c2.toggle("CRF (challenge 2: localisation)", value=True, key="deeplab_crf",
-                    help="The fully-connected CRF after the bilinear upsampling.")
-iterations = c3.slider("Mean-field iterations", 1, 10, 10, key="deeplab_iterations",
-                       disabled=not use_crf)
+output_stride = share.widget(c1.radio,
+                             "Output stride (challenge 1: resolution)", STRIDES, horizontal=True,
+                             key="deeplab_output_stride",
+                             help="8 is DeepLab. 16 and 32 put the stride back into pool4 and pool5 "
+                                  "(32 is what VGG and FCN-32s have), with the same weights.")
+use_crf = share.widget(c2.toggle, "CRF (challenge 2: localisation)", value=True, key="deeplab_crf",
+                       help="The fully-connected CRF after the bilinear upsampling.")
+iterations = share.widget(c3.slider, "Mean-field iterations", 1, 10, 10, key="deeplab_iterations",
+                          disabled=not use_crf)
 c1.caption("The same trained weights run at each stride: `set_output_stride` turns the "
            "stride-1 pools back into stride-2 ones and shrinks the dilations to match, on a "
            "copy of the network (the shared one is never changed).")

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import seg
-from app import figures, image_input, widgets
+from app import figures, image_input, share, widgets
 from seg import depth as seg_depth
 from seg.io import ImageError
 
@@ -59,12 +59,12 @@ linearly gives every level the same number of metres, and everything near shares
 """
 )
 CONVENTIONS = {"inverse depth 1/Z": True, "depth Z": False}  # label -> levels linear in 1/Z
-convention = st.radio("Grey levels linear in", list(CONVENTIONS), horizontal=True,
-                      key="depth_convention")
+convention = share.widget(st.radio, "Grey levels linear in", list(CONVENTIONS), horizontal=True,
+                          key="depth_convention")
 inverse = CONVENTIONS[convention]
-near, far = st.select_slider("Near (white) and far (black) distances, metres",
-                             options=[0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
-                             value=(2, 200), key="depth_range")
+near, far = share.widget(st.select_slider, "Near (white) and far (black) distances, metres",
+                         options=[0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+                         value=(2, 200), key="depth_range")
 if near == far:
     st.warning("Near and far must differ; using far = 10 × near.")
     far = near * 10
@@ -167,12 +167,12 @@ def cloud_figure(cloud: seg_depth.PointCloud, title: str, unit: str = "m") -> go
 @st.fragment
 def scene_cloud() -> None:
     a, b, c = st.columns(3)
-    fov = a.slider("Field of view (degrees)", 30, 100, 55, key="depth_fov")
-    every = b.slider("One point every … pixels", 1, 6, 2, key="depth_step",
-                     help="A 256×256 picture has 65 536 pixels; every 2nd pixel of every 2nd row "
-                          "keeps 16 384 points, which a browser turns smoothly.")
-    farthest = c.slider("Farthest point shown (m)", 10, 400, 120, key="depth_max",
-                        help="The sky is 1000 m away by convention: it would squash the street.")
+    fov = share.widget(a.slider, "Field of view (degrees)", 30, 100, 55, key="depth_fov")
+    every = share.widget(b.slider, "One point every … pixels", 1, 6, 2, key="depth_step",
+                         help="A 256×256 picture has 65 536 pixels; every 2nd pixel of every 2nd row "
+                              "keeps 16 384 points, which a browser turns smoothly.")
+    farthest = share.widget(c.slider, "Farthest point shown (m)", 10, 400, 120, key="depth_max",
+                            help="The sky is 1000 m away by convention: it would squash the street.")
     focal = seg_depth.focal_from_fov(fov, scene.image.shape[1])
     cloud = seg_depth.point_cloud(scene.image, scene.depth, focal=focal, step=every,
                                   max_depth=farthest)
@@ -202,8 +202,8 @@ save *inverse* relative depth (bright = near): tick the box for those.
 # JPEG is let through so that load_depth can say why it cannot hold depth.
 upload = st.file_uploader("Depth map of this picture", key="depth_upload",
                           type=["png", "tif", "tiff", "npy", "jpg", "jpeg"])
-stores_inverse = st.checkbox("This file stores inverse depth (bright = near)",
-                             key="depth_upload_inverse")
+stores_inverse = share.widget(st.checkbox, "This file stores inverse depth (bright = near)",
+                              key="depth_upload_inverse")
 if upload is None:
     st.caption("No depth map uploaded yet.")
 else:
@@ -256,8 +256,8 @@ bottom"? The *position* rows answer it: depth is also compared with the pixel's 
 """
 )
 st.latex(r"\hat c(x) = \arg\max_c \; \log p(c) + \log \mathcal{N}(x;\, \mu_c, \Sigma_c)")
-n_train = st.slider("Training scenes", 4, 32, 12, step=4, key="depth_train",
-                    help="Held-out scenes: 12, never used for fitting. Scenes are 64×64 pixels.")
+n_train = share.widget(st.slider, "Training scenes", 4, 32, 12, step=4, key="depth_train",
+                       help="Held-out scenes: 12, never used for fitting. Scenes are 64×64 pixels.")
 N_EVAL, SIZE = 12, 64
 
 

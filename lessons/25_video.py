@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import seg
-from app import figures, resources, widgets
+from app import figures, resources, share, widgets
 from seg import video
 from seg.io import ImageError
 from seg.models import Prediction
@@ -51,9 +51,9 @@ st.markdown("SegLab's clips are drives down a synthetic street: the camera moves
 a, b, c = st.columns(3)
 with a:
     model = widgets.model_picker("Segmentation network", key="video_model")
-seed = b.number_input("Clip seed", 0, 99_999, 7, key="video_seed",
-                      help="Each seed is another street; the clip's first frame is that scene.")
-n_frames = c.slider("Frames", 4, 24, 12, key="video_frames")
+seed = share.widget(b.number_input, "Clip seed", 0, 99_999, 7, key="video_seed",
+                    help="Each seed is another street; the clip's first frame is that scene.")
+n_frames = share.widget(c.slider, "Frames", 4, 24, 12, key="video_frames")
 device = resources.device()
 
 
@@ -110,7 +110,7 @@ if not candidates:
 names = {i: f"{CLASSES[video.object_class(clip.labels, clip.objects, i)]} #{i} — visible in "
             f"{visible} of {len(clip.frames)} frames, ~{area} pixels"
          for i, visible, area in candidates}
-object_id = st.selectbox("Object to follow", list(names), format_func=names.get,
+object_id = share.widget(st.selectbox, "Object to follow", list(names), format_func=names.get,
                          key="video_object")
 true_class = video.object_class(clip.labels, clip.objects, object_id)
 if CLASSES[true_class] not in classes:
@@ -148,7 +148,7 @@ def comparison(frame: np.ndarray, mask: np.ndarray, true_mask: np.ndarray) -> np
 
 @st.fragment
 def scrubber() -> None:
-    t = st.slider("Frame", 0, len(clip.frames) - 1, 0, key="video_frame")
+    t = share.widget(st.slider, "Frame", 0, len(clip.frames) - 1, 0, key="video_frame")
     left, middle, right = st.columns(3)
     left.plotly_chart(figures.image(clip.frames[t], f"Frame {t}"), key="video_scrub_frame")
     middle.plotly_chart(figures.image(seg.viz.overlay(clip.frames[t], result.labels[t].numpy(),
@@ -200,11 +200,11 @@ moving average, and take the most likely class of the average.
 """
 )
 st.latex(r"\bar p_t = m\,\bar p_{t-1} + (1 - m)\,p_t,\qquad \hat y_t = \arg\max_c \bar p_t(c)")
-momentum = st.slider("Memory m (0 = no smoothing)", 0.0, 0.9, 0.3, step=0.05,
-                     key="video_momentum",
-                     help="A label then changes only when new evidence outweighs the remembered "
-                          "one; the price is lag: an edge that moves is reported where it was "
-                          "about m / (1 − m) frames ago.")
+momentum = share.widget(st.slider, "Memory m (0 = no smoothing)", 0.0, 0.9, 0.3, step=0.05,
+                        key="video_momentum",
+                        help="A label then changes only when new evidence outweighs the remembered "
+                             "one; the price is lag: an edge that moves is reported where it was "
+                             "about m / (1 − m) frames ago.")
 smoothed = video.smooth_ema(result.probs, momentum).argmax(dim=1)  # (T, H, W)
 truth_flicker = video.flicker(clip.labels)
 runs = {"per-frame network": result.labels, f"smoothed (m = {momentum:.2f})": smoothed}
@@ -297,7 +297,8 @@ else:
 
         @st.fragment
         def own_scrubber() -> None:
-            t = st.slider("Frame of your clip", 0, len(frames) - 1, 0, key="video_upload_frame")
+            t = share.widget(st.slider,
+                             "Frame of your clip", 0, len(frames) - 1, 0, key="video_upload_frame")
             left, middle, right = st.columns(3)
             left.plotly_chart(figures.image(frames[t], f"Frame {t}"), key="video_own_frame")
             middle.plotly_chart(figures.image(seg.viz.overlay(frames[t], own.labels[t].numpy(),

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 import seg
-from app import figures, image_input, resources, widgets
+from app import figures, image_input, resources, share, widgets
 from seg.crf import DEEPLAB_V1_LARGEFOV, SEARCH_RANGES, experiments
 
 ITERATIONS = 10
@@ -84,20 +84,22 @@ st.latex(r"\log\alpha_i(k) = x_i(k) + \log\sum_j \alpha_{i-1}(j)\, e^{A_{jk}}, \
 
 height = image.shape[0]
 c1, c2, c3 = st.columns(3)
-row_index = c1.slider("Row of pixels", 0, height - 1, round(0.55 * height), key="crf_row",
-                      help="The row is marked on the picture below.")
-noise = c2.slider("Noise on the scores (standard deviation)", 0.0, 4.0, 1.0, 0.25,
-                  key="crf_noise")
+row_index = share.widget(c1.slider,
+                         "Row of pixels", 0, height - 1, round(0.55 * height), key="crf_row",
+                         help="The row is marked on the picture below.")
+noise = share.widget(c2.slider, "Noise on the scores (standard deviation)", 0.0, 4.0, 1.0, 0.25,
+                     key="crf_noise")
 sources = {"model": f"the network's probabilities ({resources.title(name)})",
            "truth": "the true labels: a made-up network, right with probability 0.6"}
 if truth is None:
     scores_from = "model"
 else:
-    scores_from = c3.radio("Clean scores from", list(sources), format_func=sources.get,
-                           index=1 if prediction.source == "untrained" else 0,
-                           key="crf_scores_from",
-                           help="An untrained network's probabilities say nothing about the "
-                                "scene; the true labels give a clean signal to add noise to.")
+    scores_from = share.widget(c3.radio,
+                               "Clean scores from", list(sources), format_func=sources.get,
+                               index=1 if prediction.source == "untrained" else 0,
+                               key="crf_scores_from",
+                               help="An untrained network's probabilities say nothing about the "
+                                    "scene; the true labels give a clean signal to add noise to.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -118,8 +120,10 @@ c3.markdown("Labels of this row: " + ", ".join(f"**{n}**" for n in labels) + ". 
                     "(before the noise) stands in for them."))
 
 t1, t2 = st.columns([1, 2])
-stay = t1.slider("Weight of “stay in the same class” (the diagonal of A)", -2.0, 6.0, 2.0, 0.5,
-                 key="crf_stay")
+stay = share.widget(t1.slider,
+                    "Weight of “stay in the same class” (the diagonal of A)",
+                    -2.0, 6.0, 2.0, 0.5,
+                    key="crf_stay")
 t1.caption("The matrix on the right starts as this weight on its diagonal and 0 elsewhere; "
            "edit any cell (row = label at pixel i−1, column = label at pixel i). Moving the "
            "slider resets it.")
@@ -131,9 +135,11 @@ edited = t2.data_editor(
 transitions = torch.tensor(edited.fillna(0.0).to_numpy(dtype=np.float64))  # (K, K) A
 
 seg1, seg2 = st.columns(2)
-length = seg2.slider("Pixels in the short segment (brute force)", 2, 8, 6, key="crf_segment_length")
-start = seg1.slider("Short segment starts at pixel", 0, row.length - length,
-                    min(row.length - length, row.length // 2), key="crf_segment_start")
+length = share.widget(seg2.slider,
+                      "Pixels in the short segment (brute force)", 2, 8, 6,
+                      key="crf_segment_length")
+start = share.widget(seg1.slider, "Short segment starts at pixel", 0, row.length - length,
+                     min(row.length - length, row.length // 2), key="crf_segment_start")
 
 
 @st.cache_data(max_entries=64, show_spinner="Enumerating every labelling of the segment…")
@@ -241,8 +247,9 @@ def ten_more() -> None:
 st.session_state.setdefault("crf_steps", 0)
 g1, g2 = st.columns([1, 3])
 g1.button("10 gradient steps", key="crf_ten_steps", on_click=ten_more, type="primary")
-steps = g2.slider("Gradient steps taken (from the matrix above)", 0, MAX_STEPS, step=10,
-                  key="crf_steps")
+steps = share.widget(g2.slider,
+                     "Gradient steps taken (from the matrix above)", 0, MAX_STEPS, step=10,
+                     key="crf_steps")
 
 
 @st.cache_data(max_entries=128, show_spinner="Taking gradient steps…")
@@ -342,16 +349,17 @@ def apply_preset() -> None:
 if "crf_w1" not in st.session_state:
     st.session_state["crf_preset"] = RELEASED
     apply_preset()
-preset = st.radio("Parameters", PRESETS, key="crf_preset", on_change=apply_preset,
-                  horizontal=True,
-                  help="The released values of DeepLab-CRF-LargeFOV, or the sliders restricted "
-                       "to the grids the DeepLab papers searched (on 100 VOC val images).")
+preset = share.widget(st.radio, "Parameters", PRESETS, key="crf_preset", on_change=apply_preset,
+                      horizontal=True,
+                      help="The released values of DeepLab-CRF-LargeFOV, or the sliders restricted "
+                           "to the grids the DeepLab papers searched (on 100 VOC val images).")
 ranges = {**WIDE, **{p: tuple(g) for p, g in SEARCH_RANGES.get(preset, {}).items()}}
 params = {}
 for column, param in zip(st.columns(5), DEEPLAB_V1_LARGEFOV):
     low, high, step = ranges[param]
-    params[param] = column.slider(PARAM_LABELS[param], float(low), float(high), step=float(step),
-                                  key=f"crf_{param}")
+    params[param] = share.widget(column.slider,
+                                 PARAM_LABELS[param], float(low), float(high), step=float(step),
+                                 key=f"crf_{param}")
 if preset != RELEASED:
     st.caption("Grid of " + preset + ": " + ", ".join(
         f"{PARAM_LABELS[p].split(' ')[0]} ∈ [{g.low:g}:{g.step:g}:{g.high:g}]"
@@ -389,8 +397,9 @@ def iteration_curve(values, title: str, t: int, *, log_y: bool = False) -> go.Fi
 
 @st.fragment
 def scrubber() -> None:
-    t = st.slider("Mean-field iteration", 0, ITERATIONS, ITERATIONS, key="crf_iteration",
-                  help="0 is the network's own answer; each step is one update of every Q_i.")
+    t = share.widget(st.slider,
+                     "Mean-field iteration", 0, ITERATIONS, ITERATIONS, key="crf_iteration",
+                     help="0 is the network's own answer; each step is one update of every Q_i.")
     changed = run.changed(t)
     a, b, c = st.columns(3)
     a.plotly_chart(figures.image(seg.viz.overlay(image, run.labels[t], palette, 0.75),

@@ -1,0 +1,80 @@
+"""Shareable settings: a link opens a lesson in the state its controls had, and a hand-edited
+link is clamped or ignored with a notice, never an exception. Presenter mode comes by link too."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import ROOT, TIMEOUT, no_exception
+
+
+def open_link(file: str, **params: str) -> AppTest:
+    """Open lessons/`file` as the page of a link carrying `params` (router included)."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    if file != "00_world.py":
+        at.switch_page(f"lessons/{file}")
+        at.run()
+    return at
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption] + [c.value for c in at.sidebar.caption]
+
+
+def test_a_link_sets_the_controls_it_names():
+    at = open_link("00_world.py", world_seed="42", image_source="Sample photo",
+                   image_photo="coffee.jpg")
+    no_exception(at)
+    assert at.slider(key="world_seed").value == 42
+    assert at.sidebar.radio(key="image_source").value == "Sample photo"
+    assert at.sidebar.selectbox(key="image_photo").value == "coffee.jpg"
+    assert not any("🔗" in c for c in captions(at))
+
+
+def test_moving_a_control_writes_it_into_the_link():
+    at = open_link("00_world.py")
+    at.slider(key="world_seed").set_value(123).run()
+    no_exception(at)
+    assert at.query_params["world_seed"] == ["123"] or at.query_params["world_seed"] == "123"
+
+
+@pytest.mark.parametrize("value, expected, words", [
+    ("5000", 999, "out of range: using 999"),
+    ("-3", 0, "out of range: using 0"),
+    ("seven", 7, "not a number: ignored"),
+    ("nan", 7, "not a number: ignored"),
+])
+def test_a_hand_edited_number_is_clamped_or_ignored_with_a_notice(value, expected, words):
+    at = open_link("00_world.py", world_seed=value)
+    no_exception(at)
+    assert at.slider(key="world_seed").value == expected
+    assert any(words in c for c in captions(at)), captions(at)
+
+
+def test_an_option_that_does_not_exist_is_ignored_with_a_notice():
+    at = open_link("00_world.py", image_source="Telescope", present="maybe")
+    no_exception(at)
+    assert at.sidebar.radio(key="image_source").value == "Synthetic scene"
+    assert at.sidebar.toggle(key="present").value is False
+    notices = " ".join(captions(at))
+    assert "not a choice" in notices and "not on/off" in notices
+
+
+def test_a_model_can_be_chosen_by_its_name_or_its_title():
+    by_name = open_link("01_what_is_segmentation.py", segmentation_model="segnet")
+    no_exception(by_name)
+    assert by_name.selectbox(key="segmentation_model").value == "segnet"
+
+
+def test_presenter_mode_by_link_folds_the_paragraphs_and_enlarges_the_page():
+    at = open_link("00_world.py", present="true")
+    no_exception(at)
+    assert at.sidebar.toggle(key="present").value is True
+    styles = [element.proto.body for element in at.get("html")]
+    assert any("zoom" in body and "display: none" in body for body in styles), styles
+    plain = open_link("00_world.py")
+    assert not [e for e in plain.get("html") if "zoom" in e.proto.body]
