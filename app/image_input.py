@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 import seg
+from app import share
 from seg.io import ImageError
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -30,6 +31,11 @@ DEFAULT_SEED = 7
 #: Pictures larger than this are reduced once on arrival: every model downsizes anyway, and it
 #: keeps caches, plots and the CRF quick.
 WORKING_SIDE = 1024
+#: The lessons' networks pool a picture down 8 to 32 times and draw it next to its maps: a
+#: strip thinner than this, or longer than this many times its width, cannot be shown or
+#: segmented sensibly, so it is refused with a sentence instead.
+MIN_SIDE = 32
+MAX_ASPECT = 8
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,19 @@ def synthetic(seed: int, size: int = 256) -> seg.synthetic.Scene:
 @st.cache_data(max_entries=32, show_spinner=False)
 def decode(data: bytes) -> tuple[np.ndarray, str]:
     """Decode uploaded bytes to (uint8 array, hash); raises ImageError with its sentence."""
-    image = seg.io.fit_within(seg.io.load_image(data), WORKING_SIDE)
+    original = seg.io.load_image(data)
+    image = seg.io.fit_within(original, WORKING_SIDE)
+    width, height = original.size
+    long, short = max(width, height), min(width, height)
+    if long > MAX_ASPECT * short:
+        raise ImageError(
+            f"This picture is {width}×{height} pixels, a strip {long // short} times longer "
+            f"than it is wide; the lessons need a picture at most {MAX_ASPECT} times longer "
+            "than wide. Please crop a part of it and upload that.")
+    if min(image.size) < MIN_SIDE:
+        raise ImageError(
+            f"This picture is only {width}×{height} pixels; the networks need at least "
+            f"{MIN_SIDE} pixels in each direction. Please upload a larger picture.")
     return np.asarray(image), seg.io.image_hash(image)
 
 
@@ -69,16 +87,17 @@ def _from_scene(seed: int) -> ChosenImage:
 def picker() -> None:
     """Draw the image picker (sidebar) and remember the choice in the session."""
     st.sidebar.subheader("Image")
-    source = st.sidebar.radio("Image source", SOURCES, key="image_source",
-                              label_visibility="collapsed")
+    source = share.widget(st.sidebar.radio, "Image source", SOURCES, key="image_source",
+                          label_visibility="collapsed")
     chosen: ChosenImage
     if source == "Synthetic scene":
-        seed = st.sidebar.number_input("Scene seed", 0, 99_999, DEFAULT_SEED, key="image_seed",
-                                       help="Each seed draws a different street with exact labels.")
+        seed = share.widget(st.sidebar.number_input,
+                            "Scene seed", 0, 99_999, DEFAULT_SEED, key="image_seed",
+                            help="Each seed draws a different street with exact labels.")
         chosen = _from_scene(int(seed))
     elif source == "Sample photo":
-        name = st.sidebar.selectbox("Photo", list(PHOTOS), format_func=PHOTOS.get,
-                                    key="image_photo")
+        name = share.widget(st.sidebar.selectbox, "Photo", list(PHOTOS), format_func=PHOTOS.get,
+                            key="image_photo")
         array, key = decode((SAMPLES / name).read_bytes())
         chosen = ChosenImage(array, PHOTOS[name], key)
     else:
