@@ -1,7 +1,7 @@
 """How fast SegLab's pages feel in a real browser: first render and slider response.
 
     python bench/pages.py [--pages world crf ...] [--repeats 5] [--cold-repeats 1]
-                          [--slider world="Scene seed" ...] [--json out.json]
+                          [--slider world="Scene seed" ...] [--upload 512 1024] [--json out.json]
 
 For each page, in Debian's chromium against `streamlit run` on loopback:
 
@@ -15,6 +15,10 @@ For each page, in Debian's chromium against `streamlit run` on loopback:
   changed. The slider is the page's first one, or the one named with --slider page=label.
   "(script)" is the part of it the rerun's script took (from the browser's view); the rest
   is the slider's debounce and the websocket before it, and drawing after it.
+
+* with --upload SIDE: a synthetic street scene of SIDE × 3/4 SIDE pixels (a new one each
+  time, so no cache helps) uploaded through the sidebar's real file chooser, from choosing
+  the file until the page is drawn for it ("upload render"), then the slider moves on it.
 
 Also the app's cold start: process start until /_stcore/health answers, one sample per fresh
 server. Prints p50 and p95 per measure (with few samples p95 is close to the maximum).
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
 
 import server  # noqa: E402
@@ -127,11 +132,35 @@ def move_slider(page, label: str, *,
     return done - key, run_ended - run_started
 
 
+def scene_file(side: int, index: int, folder: Path) -> Path:
+    """A synthetic street scene of side × 3/4 side pixels saved as a PNG (a photo stand-in)."""
+    import seg.synthetic
+    from PIL import Image
+
+    path = folder / f"scene_{side}_{index}.png"
+    picture = seg.synthetic.scene(1000 + index, height=side * 3 // 4, width=side).image
+    Image.fromarray(picture).save(path)
+    return path
+
+
+def measure_sliders(page, result: dict, label: str | None, repeats: int) -> None:
+    """Move the page's slider `repeats` times; append the response and script times."""
+    state = slider_state(page, label)
+    if state is None:
+        return
+    result["slider_label"] = state["label"]
+    for _ in range(repeats):
+        response, script = move_slider(page, state["label"])
+        result["slider"].append(response)
+        result["slider_script"].append(script)
+
+
 def bench_page(url_path: str, *, repeats: int, cold_repeats: int, slider: str | None,
-               width: int) -> dict:
+               width: int, upload: int | None = None) -> dict:
     """All the measures of one page; see the module docstring."""
     result = {"page": url_path, "cold_start": [], "cold": [], "warm": [], "slider": [],
-              "slider_script": [], "slider_label": None, "errors": []}
+              "slider_script": [], "slider_label": None, "errors": [], "upload": upload,
+              "upload_render": []}
     with server.browser() as context:
         for sample in range(cold_repeats):
             with server.serve() as base:
@@ -148,13 +177,15 @@ def bench_page(url_path: str, *, repeats: int, cold_repeats: int, slider: str | 
                     page.reload(wait_until="commit")
                     navigated = time.perf_counter() - started
                     result["warm"].append(navigated + server.wait_for_page(page))
-                state = slider_state(page, slider)
-                if state is not None:
-                    result["slider_label"] = state["label"]
-                    for _ in range(repeats):
-                        response, script = move_slider(page, state["label"])
-                        result["slider"].append(response)
-                        result["slider_script"].append(script)
+                if upload:
+                    import tempfile
+
+                    server.choose_source(page, "Upload")
+                    with tempfile.TemporaryDirectory() as folder:
+                        for i in range(repeats):
+                            path = scene_file(upload, i, Path(folder))
+                            result["upload_render"].append(server.upload(page, path))
+                measure_sliders(page, result, slider, repeats)
                 result["errors"] += server.exceptions(page)
                 result["errors"] += [f"left loopback: {u}" for u in server.outside_requests(page)]
                 page.close()
@@ -168,14 +199,16 @@ def table(results: list[dict]) -> str:
             return "—"
         return f"{percentile(values, 50):6.2f} / {percentile(values, 95):6.2f}"
 
-    head = (f"{'page':14} {'cold first render':>17} {'warm first p50/p95':>19} "
-            f"{'slider p50/p95':>17} {'(script p50)':>12}  slider")
+    head = (f"{'page':14} {'picture':>9} {'cold first render':>17} {'warm first p50/p95':>19} "
+            f"{'upload render p50/p95':>22} {'slider p50/p95':>17} {'(script p50)':>12}  slider")
     rows = [head, "-" * len(head)]
     for r in results:
         cold = f"{statistics.median(r['cold']):17.2f}" if r["cold"] else f"{'—':>17}"
         script = (f"{percentile(r['slider_script'], 50):12.2f}" if r["slider_script"]
                   else f"{'—':>12}")
-        rows.append(f"{r['page']:14} {cold} {cell(r['warm']):>19} {cell(r['slider']):>17} "
+        picture = f"{r['upload']}×{r['upload'] * 3 // 4}" if r.get("upload") else "256×256"
+        rows.append(f"{r['page']:14} {picture:>9} {cold} {cell(r['warm']):>19} "
+                    f"{cell(r.get('upload_render', [])):>22} {cell(r['slider']):>17} "
                     f"{script}  {r['slider_label'] or '—'}")
     starts = [s for r in results for s in r["cold_start"]]
     rows.append(f"app cold start (process → health OK): p50 {percentile(starts, 50):.2f} s, "
@@ -195,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slider", action="append", default=[], metavar="PAGE=LABEL",
                         help='the slider to move on a page, e.g. world="Scene seed"')
     parser.add_argument("--width", type=int, default=1400, help="browser width in pixels")
+    parser.add_argument("--upload", type=int, nargs="+", default=[], metavar="SIDE",
+                        help="also measure each page at an uploaded picture SIDE px wide")
     parser.add_argument("--json", type=Path, help="also write the raw samples here")
     args = parser.parse_args(argv)
     if missing := server.missing_browser():
@@ -208,13 +243,16 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for url_path in pages:
-        result = bench_page(url_path, repeats=args.repeats, cold_repeats=args.cold_repeats,
-                            slider=sliders.get(url_path), width=args.width)
-        results.append(result)
-        print(f"{url_path}: cold {result['cold']}, warm {np.round(result['warm'], 2).tolist()}, "
-              f"slider {np.round(result['slider'], 3).tolist()}", file=sys.stderr, flush=True)
-        for error in result["errors"]:
-            print(f"{url_path}: ERROR {error[:300]}", file=sys.stderr)
+        for side in [None, *args.upload]:
+            result = bench_page(url_path, repeats=args.repeats, cold_repeats=args.cold_repeats,
+                                slider=sliders.get(url_path), width=args.width, upload=side)
+            results.append(result)
+            print(f"{url_path} ({side or 'scene'}): cold {result['cold']}, "
+                  f"warm {np.round(result['warm'], 2).tolist()}, "
+                  f"upload {np.round(result['upload_render'], 2).tolist()}, "
+                  f"slider {np.round(result['slider'], 3).tolist()}", file=sys.stderr, flush=True)
+            for error in result["errors"]:
+                print(f"{url_path}: ERROR {error[:300]}", file=sys.stderr)
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

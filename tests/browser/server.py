@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +43,9 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
     # WebGL on the CPU, so plotly's 3-D surfaces (depth lesson) render without a GPU.
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+    # A webcam without a camera: Chromium's own test pattern, permission granted without a
+    # prompt, so the sidebar's "Webcam" source takes a real photo through getUserMedia.
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
 ]
 #: Seconds the app gets to answer its health check after `streamlit run` starts.
 START_TIMEOUT = 60.0
@@ -247,7 +251,7 @@ def browser() -> Iterator:
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
             viewport={"width": 1400, "height": 900}, service_workers="block",
-            accept_downloads=False)
+            accept_downloads=False, permissions=["camera"])
         try:
             yield context
         finally:
@@ -399,6 +403,30 @@ def pending(page) -> str:
       }
       return out.join(', ');
     }""")
+
+
+def choose_source(page, source: str) -> None:
+    """Pick `source` in the sidebar's image-source radio and wait for the rerun."""
+    option = (page.locator('[data-testid="stSidebar"] [data-testid="stRadio"]')
+              .locator('[data-testid="stRadioOption"]')
+              .filter(has_text=re.compile(rf"^\s*{re.escape(source)}\s*$")))
+    before = runs(page)
+    option.click()
+    wait_for_page(page, after_runs=before)
+
+
+def upload(page, path) -> float:
+    """Upload `path` through the sidebar uploader's real file chooser; wait for the rerun.
+
+    Returns the seconds from choosing the file until the page was drawn for it.
+    """
+    uploader = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"]')
+    with page.expect_file_chooser() as chooser:
+        uploader.locator("button").first.click()
+    before = runs(page)
+    started = time.perf_counter()
+    chooser.value.set_files(str(path))
+    return time.perf_counter() - started + wait_for_page(page, after_runs=before)
 
 
 def exceptions(page) -> list[str]:

@@ -17,26 +17,6 @@ SCREENSHOTS = server.ROOT / "screenshots"
 PAGES = server.existing_pages()
 
 
-def _choose_source(page, source: str) -> None:
-    """Pick `source` in the sidebar's image-source radio and wait for the rerun."""
-    option = (page.locator('[data-testid="stSidebar"] [data-testid="stRadio"]')
-              .locator('[data-testid="stRadioOption"]')
-              .filter(has_text=re.compile(rf"^\s*{re.escape(source)}\s*$")))
-    before = server.runs(page)
-    option.click()
-    server.wait_for_page(page, after_runs=before)
-
-
-def _upload(page, path) -> None:
-    """Upload `path` through the sidebar uploader's real file chooser; wait for the rerun."""
-    uploader = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"]')
-    with page.expect_file_chooser() as chooser:
-        uploader.locator("button").first.click()
-    before = server.runs(page)
-    chooser.value.set_files(str(path))
-    server.wait_for_page(page, after_runs=before)
-
-
 def _street_photo(width: int = 160, height: int = 120) -> np.ndarray:
     """A small photo-like RGB picture: sky gradient, grey road, a green tree, a red car."""
     y = np.linspace(0, 1, height)[:, None, None]  # (H, 1, 1)
@@ -92,8 +72,8 @@ def test_upload_makes_overlay(page, app_url, tmp_path):
     Image.fromarray(photo).save(path)
 
     server.goto(page, app_url, "segmentation")
-    _choose_source(page, "Upload")
-    _upload(page, path)
+    server.choose_source(page, "Upload")
+    server.upload(page, path)
 
     assert server.exceptions(page) == []
     sidebar_alerts = page.locator('[data-testid="stSidebar"] [data-testid="stAlert"]')
@@ -112,8 +92,8 @@ def test_bad_upload_shows_its_sentence(page, app_url, tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("These are my lecture notes, not a picture.\n")
     server.goto(page, app_url, "world")
-    _choose_source(page, "Upload")
-    _upload(page, path)
+    server.choose_source(page, "Upload")
+    server.upload(page, path)
 
     assert server.exceptions(page) == []
     alerts = page.locator('[data-testid="stSidebar"] [data-testid="stAlert"]').all_inner_texts()
@@ -138,3 +118,33 @@ def test_slider_changes_picture(page, app_url):
     assert server.exceptions(page) == []
     after_image = _first_plotly_image(page)
     assert after_image and after_image != before_image, "the scene did not change"
+
+
+def _open_from_menu(page, title: str) -> None:
+    """Go to another lesson through the sidebar menu (the session, and its photo, stay)."""
+    before = server.runs(page)
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
+    server.wait_for_page(page, after_runs=before)
+
+
+def test_webcam_photo_is_used_by_the_building_block_lessons(page, app_url):
+    """Chromium's fake camera takes a photo; AlexNet, ResNet, ReNet and the generative lesson
+    run on it (no exception, no refusal) and say which picture they use."""
+    server.goto(page, app_url, "world")
+    server.choose_source(page, "Webcam")
+    camera = page.locator('[data-testid="stSidebar"] [data-testid="stCameraInput"]')
+    shoot = camera.get_by_role("button", name=re.compile("take photo", re.I))
+    shoot.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # the fake stream's first frames
+    before = server.runs(page)
+    shoot.click()
+    server.wait_for_page(page, after_runs=before)
+    sidebar_alerts = page.locator('[data-testid="stSidebar"] [data-testid="stAlert"]')
+    assert sidebar_alerts.count() == 0, sidebar_alerts.all_inner_texts()
+    for _, title, _, url_path in PAGES:
+        if url_path not in ("alexnet", "resnet", "renet", "generative"):
+            continue
+        _open_from_menu(page, title)
+        assert server.exceptions(page) == [], url_path
+        assert page.locator('[data-testid="stSidebar"] [data-testid="stAlert"]').count() == 0
+        server.screenshot(page, SCREENSHOTS / f"{url_path}_webcam.png")
