@@ -2,8 +2,8 @@
 
 The instructor talks, so the page does not need to: in presenter mode the lesson's paragraphs
 are folded away and what remains (headings, formulas, the controls and the figures they move,
-tables, captions saying which model ran) is drawn larger, so each control sits right above the
-figure it changes. The switch is in the sidebar and in the link (`?present=true`), so a class
+tables, captions saying which model ran) is written larger, so each control sits right above
+the figure it changes. Collapsing the sidebar («) then gives the figures the whole width. The switch is in the sidebar and in the link (`?present=true`), so a class
 can be sent straight to the projector view.
 """
 
@@ -14,17 +14,18 @@ import streamlit as st
 from app import share
 
 KEY = "present"
-#: How much larger the lesson is drawn (CSS zoom of the main column).
-ZOOM = 1.3
+#: How much larger text, formulas and controls are drawn (the root font size, in percent).
+SCALE = 130
 
-# Paragraphs go (headings, formulas and SegLab's legends stay); the main column is zoomed so
-# that figures, their fonts and the widgets grow together and still fit the width.
+# Paragraphs go (headings, formulas and SegLab's legends stay); Streamlit sizes its text and
+# widgets in rem, so a larger root font enlarges them all. The figures keep their layout: a
+# CSS zoom would enlarge them too, but plotly then measures the zoomed width and is cut off.
 _CSS = f"""
 <style>
 [data-testid="stMain"] [data-testid="stMarkdown"]:not(:has(.katex-display, .seglab-keep)) {{
   display: none;
 }}
-[data-testid="stMainBlockContainer"] {{ zoom: {ZOOM}; padding-top: 1.5rem; }}
+html {{ font-size: {SCALE}%; }}
 </style>
 """
 

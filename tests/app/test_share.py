@@ -70,11 +70,11 @@ def test_a_model_can_be_chosen_by_its_name_or_its_title():
     assert by_name.selectbox(key="segmentation_model").value == "segnet"
 
 
-def test_presenter_mode_by_link_folds_the_paragraphs_and_enlarges_the_page():
+def test_presenter_mode_by_link_folds_the_paragraphs_and_enlarges_the_text():
     at = open_link("00_world.py", present="true")
     no_exception(at)
     assert at.sidebar.toggle(key="present").value is True
     styles = [element.proto.body for element in at.get("html")]
-    assert any("zoom" in body and "display: none" in body for body in styles), styles
+    assert any("font-size" in body and "display: none" in body for body in styles), styles
     plain = open_link("00_world.py")
-    assert not [e for e in plain.get("html") if "zoom" in e.proto.body]
+    assert not [e for e in plain.get("html") if "display: none" in e.proto.body]
