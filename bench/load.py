@@ -261,9 +261,13 @@ class Student:
         """Learn the session, page hash and widgets; raise on exceptions and error boxes."""
         kind = msg.WhichOneof("type")
         if kind == "new_session":
-            self.page_hash = msg.new_session.page_script_hash
             if msg.new_session.initialize.session_id:
                 self.session_id = msg.new_session.initialize.session_id
+        elif kind == "navigation":
+            # With st.navigation the page that ran is named here (new_session names the
+            # router); the frontend sends this hash back, or every rerun lands on the default
+            # page.
+            self.page_hash = msg.navigation.page_script_hash
         elif kind == "page_not_found":
             raise StudentError(f"page not found: {self.page}")
         elif kind == "session_event" and \
