@@ -415,17 +415,25 @@ def choose_source(page, source: str) -> None:
     wait_for_page(page, after_runs=before)
 
 
-def upload(page, path) -> float:
-    """Upload `path` through the sidebar uploader's real file chooser; wait for the rerun.
+def upload(page, path, *, chooser: bool = True) -> float:
+    """Upload `path` through the sidebar uploader; wait for the rerun.
+
+    With `chooser` the file goes through the real file chooser (the first upload of a session:
+    the "Browse files" button); without, it is set on the uploader's file input, as a drop
+    does, which also works once a file is already there.
 
     Returns the seconds from choosing the file until the page was drawn for it.
     """
     uploader = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"]')
-    with page.expect_file_chooser() as chooser:
-        uploader.locator("button").first.click()
     before = runs(page)
-    started = time.perf_counter()
-    chooser.value.set_files(str(path))
+    if chooser:
+        with page.expect_file_chooser() as opened:
+            uploader.locator("button").first.click()
+        started = time.perf_counter()
+        opened.value.set_files(str(path))
+    else:
+        started = time.perf_counter()
+        uploader.locator('input[type="file"]').set_input_files(str(path))
     return time.perf_counter() - started + wait_for_page(page, after_runs=before)
 
 
