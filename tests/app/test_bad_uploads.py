@@ -8,8 +8,6 @@ shown without a complaint. The corpus is made here, in memory.
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -18,24 +16,11 @@ from streamlit.testing.v1 import AppTest
 
 from tests.app.conftest import ROOT, encoded, no_exception, open_page
 from tests.browser.server import existing_pages
+from tests.seg.test_io import encode as save, png_claiming
 
 RNG = np.random.default_rng(3)
 STREET = np.asarray(Image.open(ROOT / "app" / "samples" / "chelsea.jpg").convert("RGB")
                     .resize((48, 32)))  # (32, 48, 3): a real photo, small
-
-
-def save(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny valid PNG whose header claims another size (its CRC fixed up): a "bomb"."""
-    data = bytearray(save(Image.new("RGB", (4, 4)), "PNG"))
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 def exif_rotated() -> bytes:
