@@ -11,10 +11,11 @@ from tests.browser import server
 
 
 def _load_bench():
-    path = server.ROOT / "bench" / "load.py"
-    sys.path.insert(0, str(path.parent.parent / "tests" / "browser"))
-    spec = importlib.util.spec_from_file_location("seglab_bench_load", path)
+    """bench/load.py as a module (bench/ is no package); its dataclasses need it registered."""
+    spec = importlib.util.spec_from_file_location("seglab_bench_load",
+                                                  server.ROOT / "bench" / "load.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
