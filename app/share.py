@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -65,13 +65,7 @@ def widget(fn: Callable[..., Any], *args, key: str, **kwargs) -> Any:
     return result
 
 
-def forget(keys: Sequence[str]) -> None:
-    """Drop these keys from the address bar (controls that a page no longer shows)."""
-    for key in keys:
-        st.query_params.pop(key, None)
-
-
-_NOTHING = object()
+_NOTHING = object()  # "the link gave no usable value"
 
 
 def _options(spec: dict) -> list:
