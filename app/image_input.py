@@ -64,7 +64,6 @@ def synthetic(seed: int, size: int = 256) -> seg.synthetic.Scene:
 def decode(data: bytes) -> tuple[np.ndarray, str]:
     """Decode uploaded bytes to (uint8 array, hash); raises ImageError with its sentence."""
     original = seg.io.load_image(data)
-    image = seg.io.fit_within(original, WORKING_SIDE)
     width, height = original.size
     long, short = max(width, height), min(width, height)
     if long > MAX_ASPECT * short:
@@ -72,6 +71,7 @@ def decode(data: bytes) -> tuple[np.ndarray, str]:
             f"This picture is {width}×{height} pixels, a strip {long // short} times longer "
             f"than it is wide; the lessons need a picture at most {MAX_ASPECT} times longer "
             "than wide. Please crop a part of it and upload that.")
+    image = seg.io.fit_within(original, WORKING_SIDE)
     if min(image.size) < MIN_SIDE:
         raise ImageError(
             f"This picture is only {width}×{height} pixels; the networks need at least "

@@ -3,8 +3,9 @@
 The instructor talks, so the page does not need to: in presenter mode the lesson's paragraphs
 are folded away and what remains (headings, formulas, the controls and the figures they move,
 tables, captions saying which model ran) is written larger, so each control sits right above
-the figure it changes. Collapsing the sidebar («) then gives the figures the whole width. The switch is in the sidebar and in the link (`?present=true`), so a class
-can be sent straight to the projector view.
+the figure it changes. Collapsing the sidebar («) then gives the figures the whole width. The
+switch is in the sidebar and in the link (`?present=true`), so a class can be sent straight to
+the projector view.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ html {{ font-size: {SCALE}%; }}
 def toggle() -> bool:
     """The sidebar switch; when on, restyles the page for a projector. Returns whether on."""
     on = share.widget(st.sidebar.toggle, "Presenter mode", key=KEY,
-                      help="Large figures and controls, no paragraphs: for a projector. "
+                      help="Large text and controls, no paragraphs: for a projector. "
                            "The address bar keeps it, so the link opens in this mode.")
     if on:
         st.html(_CSS)

@@ -3,11 +3,10 @@
 An instructor sets a dilation rate or a CRF width, copies the address, and every student who
 opens it sees the same state. `widget` wraps any of Streamlit's value widgets (slider,
 select_slider, selectbox, radio, segmented_control, pills, multiselect, toggle, checkbox,
-number_input): the first
-time a widget appears in a session it takes its value from the query parameter named by its
-key, if there is one; on every run it writes its value back. A value that does not fit (out of
-range, not an option, not a number) is clamped or ignored, and a short notice under the widget
-says so: a hand-edited link never raises.
+number_input): the first time a widget appears in a session it takes its value from the query
+parameter named by its key, if there is one; on every run it writes its value back. A value
+that does not fit (out of range, not an option, not a number) is clamped or ignored, and a
+short notice under the widget says so: a hand-edited link never raises.
 
     rate = share.widget(left.slider, "Rate r", 1, 8, 2, key="dilated_live_rate")
 """
@@ -96,7 +95,8 @@ def _parse(kind: str, spec: dict, text: str, label: str) -> tuple[Any, str | Non
         limit = spec.get("max_selections")
         kept = kept[:limit] if limit else kept
         if len(kept) < len(chosen) or not kept:
-            return kept or _NOTHING, f"Some of the link's “{text}” for “{label}” are not choices: left out."
+            return kept or _NOTHING, (f"Some of the link's “{text}” for “{label}” are not "
+                                      "choices: left out.")
         return kept, None
     return _parse_number(spec, text, label)
 
@@ -118,7 +118,8 @@ def _parse_number(spec: dict, text: str, label: str) -> tuple[Any, str | None]:
     kind = type(default[0] if is_range else default)
     parts = text.split(",") if is_range else [text]
     if is_range and len(parts) != 2:
-        return _NOTHING, f"The link's “{text}” for “{label}” is not a range “low,high”: ignored."
+        return _NOTHING, (f"The link's “{text}” for “{label}” is not a range "
+                          "“low,high”: ignored.")
     values = []
     for part in parts:
         try:
