@@ -2,9 +2,12 @@
 
     python bench/models.py [--repeats 5] [--threads 2] [--device cpu]
 
-The overhead column compares `Segmenter.predict(uint8 image)` (normalise, pad, forward, crop,
-softmax, argmax, copy to CPU) with a bare `module(x)["out"]` on the same already-normalised
-tensor. torchvision's networks are built with random weights here when theirs are not cached:
+The overhead column compares `Segmenter.predict(uint8 image)` (normalise, pad, forward, crop)
+with a bare `module(x)["out"]` on the same already-normalised tensor; "+labels" also reads
+`prediction.labels` (the argmax at full resolution, which `predict` leaves until it is read)
+and compares it with `module(x)["out"].argmax(1)`. The two are timed in alternation, one
+after the other, and the overhead is the median of the per-pair ratios: this machine's speed
+drifts by tens of per cent within a minute, which would swamp a few per cent between blocks. torchvision's networks are built with random weights here when theirs are not cached:
 speed does not depend on the values of the weights.
 """
 
@@ -41,21 +44,25 @@ def segmenter_for(name: str, device: str) -> Segmenter:
                      max_side=10_000)
 
 
-def median_seconds(fn, repeats: int, device) -> float:
-    fn()  # warm-up (allocator, cudnn autotune)
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(fn, device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def paired(bare, wrapped, repeats: int, device) -> tuple[float, float, float]:
+    """Median seconds of `bare` and `wrapped`, timed in alternation, and the median ratio."""
+    bare(), wrapped()  # warm-up (allocator, cudnn autotune)
+    pairs = [(seconds(bare, device), seconds(wrapped, device)) for _ in range(repeats)]
+    return (statistics.median(b for b, _ in pairs), statistics.median(w for _, w in pairs),
+            statistics.median(w / b for b, w in pairs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default=str(seg.devices.default_device()))
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 520])
@@ -66,7 +73,7 @@ def main() -> None:
           f"median of {args.repeats}")
     header = (f"{'model':<30}{'weights':<11}{'params':>10}" +
               "".join(f"{f'forward {s}² ms':>18}{f'predict {s}² ms':>18}{'overhead':>10}"
-                      for s in args.sizes))
+                      f"{'+labels':>9}" for s in args.sizes))
     print(header)
     print("-" * len(header))
     for name in args.models:
@@ -79,12 +86,18 @@ def main() -> None:
 
             def bare():
                 with torch.inference_mode():
-                    segmenter.module(x)["out"]
+                    return segmenter.module(x)["out"]
 
-            t_bare = median_seconds(bare, args.repeats, args.device)
-            t_predict = median_seconds(lambda: segmenter.predict(image), args.repeats, args.device)
+            def bare_labels():
+                with torch.inference_mode():
+                    return bare().argmax(1)
+
+            t_bare, t_predict, ratio = paired(bare, lambda: segmenter.predict(image),
+                                              args.repeats, args.device)
+            _, _, ratio_labels = paired(bare_labels, lambda: segmenter.predict(image).labels,
+                                        args.repeats, args.device)
             row += (f"{t_bare * 1000:>18.1f}{t_predict * 1000:>18.1f}"
-                    f"{(t_predict / t_bare - 1) * 100:>9.1f}%")
+                    f"{(ratio - 1) * 100:>9.1f}%{(ratio_labels - 1) * 100:>8.1f}%")
         print(row, flush=True)
 
 

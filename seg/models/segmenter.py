@@ -9,7 +9,6 @@ softmax, resize back to the photo, and say which weights ran.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,9 +25,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SOURCES = ("pretrained", "seglab", "untrained")
 
 
-@dataclass
 class Prediction:
     """What one forward pass of a segmenter produced, at the input image's size.
+
+    `probs` and `labels` are worked out from the network's scores the first time they are
+    read, then kept: `Segmenter.predict` returns as soon as the network has run, and a caller
+    that only needs the labels never pays for a full-resolution softmax.
 
     Attributes:
         probs: float32 (C, H, W) class probabilities on the CPU.
@@ -36,19 +38,46 @@ class Prediction:
         classes: the class names, index = label.
         source: "pretrained" (torchvision weights), "seglab" (SegLab's own checkpoint) or
             "untrained" (random initialisation).
-        seconds: wall time of the forward pass and post-processing.
+        seconds: wall time of the preprocessing and the forward pass.
         model: the registry name of the network.
         extras: named intermediate maps (e.g. FCN's stride-32 scores), on the CPU, at the
             network's own resolution; only filled when asked for.
+
+    Give either `probs` (and optionally `labels`) or `logits` (C, H, W), on any device.
     """
 
-    probs: torch.Tensor
-    labels: torch.Tensor
-    classes: list[str]
-    source: str
-    seconds: float
-    model: str
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    def __init__(self, probs: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                 classes=(), source: str = "untrained", seconds: float = 0.0, model: str = "",
+                 extras: dict[str, torch.Tensor] | None = None, *,
+                 logits: torch.Tensor | None = None):
+        if probs is None and logits is None:
+            raise ValueError("a Prediction needs probs or logits")
+        self._probs, self._labels, self._logits = probs, labels, logits
+        self.classes, self.source, self.seconds, self.model = list(classes), source, seconds, model
+        self.extras = dict(extras or {})
+
+    @property
+    def probs(self) -> torch.Tensor:
+        if self._probs is None:
+            self._probs = self._logits.softmax(dim=0).cpu()  # (C, H, W)
+        return self._probs
+
+    @property
+    def labels(self) -> torch.Tensor:
+        if self._labels is None:
+            scores = self._logits if self._logits is not None else self._probs
+            self._labels = channel_argmax(scores).cpu()  # (H, W)
+        return self._labels
+
+    def __getstate__(self) -> dict:
+        # Pickled (e.g. by a cache) as CPU probabilities and labels, never as device scores.
+        state = dict(self.__dict__, _probs=self.probs, _labels=self.labels, _logits=None)
+        return state
+
+    def __repr__(self) -> str:
+        shape = tuple((self._logits if self._logits is not None else self._probs).shape)
+        return (f"Prediction(model={self.model!r}, source={self.source!r}, shape={shape}, "
+                f"seconds={self.seconds:.3f})")
 
 
 def to_tensor(image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
@@ -198,14 +227,13 @@ class Segmenter:
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear",
                                    align_corners=False)
-        logits = logits[0].float().contiguous()  # (C, H, W)
-        probs, labels = logits.softmax(dim=0).cpu(), channel_argmax(logits).cpu()
+        logits = logits[0].float().contiguous()  # (C, H, W); softmax and argmax when read
         kept = {}
         if extras:
             kept = {k: v[0].float().cpu() for k, v in outputs.items()
                     if k != "out" and isinstance(v, torch.Tensor) and v.dim() == 4}
         synchronize(self.device)
-        return Prediction(probs=probs, labels=labels, classes=self.classes, source=self.source,
+        return Prediction(logits=logits, classes=self.classes, source=self.source,
                           seconds=time.perf_counter() - start, model=self.name, extras=kept)
 
 

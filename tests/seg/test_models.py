@@ -99,6 +99,29 @@ def test_extras_are_returned_on_request():
     assert prediction.extras["score_pool5"].shape[-2:] == (2, 2)  # stride 32
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_pickled_prediction_carries_cpu_probabilities_and_labels(device):
+    import pickle
+
+    prediction = seg.models.load("fcn8s", device=device).predict(
+        seg.synthetic.scene(4, height=64, width=96).image)
+    copy = pickle.loads(pickle.dumps(prediction))  # as st.cache_data stores it
+    assert copy.probs.device.type == "cpu" and copy._logits is None
+    assert torch.equal(copy.probs, prediction.probs)
+    assert torch.equal(copy.labels, prediction.labels)
+    assert copy.source == prediction.source and copy.classes == prediction.classes
+
+
+def test_a_prediction_made_from_probabilities_alone_derives_its_labels():
+    from seg.models.segmenter import Prediction
+
+    probs = torch.rand(5, 8, 8, generator=torch.Generator().manual_seed(1)).softmax(0)
+    prediction = Prediction(probs=probs, classes=list("abcde"), source="seglab", model="m")
+    assert torch.equal(prediction.labels, probs.argmax(0))
+    with pytest.raises(ValueError, match="probs or logits"):
+        Prediction(classes=["a"], source="seglab")
+
+
 def test_load_refuses_classifiers_and_unknown_names():
     with pytest.raises(ValueError, match="classifier"):
         seg.models.load("resnet_small")
