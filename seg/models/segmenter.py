@@ -227,7 +227,8 @@ class Segmenter:
         if logits.shape[-2:] != (height, width):
             logits = F.interpolate(logits, size=(height, width), mode="bilinear",
                                    align_corners=False)
-        logits = logits[0].float().contiguous()  # (C, H, W); softmax and argmax when read
+        # (C, H, W), a view of the crop: softmax and argmax read it when asked, no copy here
+        logits = logits[0].float()
         kept = {}
         if extras:
             kept = {k: v[0].float().cpu() for k, v in outputs.items()
