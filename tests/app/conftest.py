@@ -69,3 +69,11 @@ def array(value) -> np.ndarray:
         if isinstance(shape, str):
             shape = [int(n) for n in shape.split(",")]
         return data.reshape(shape) if shape else data
+
+
+def pixels(trace: dict) -> np.ndarray:
+    """The (H, W, 3) pixels of a plotly image trace: its PNG `source`, or its `z`."""
+    if "source" in trace:
+        encoded_png = trace["source"].split(",", 1)[1]
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded_png))).convert("RGB"))
+    return array(trace["z"])

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import seg
 from seg import convolutionalize
 from seg.models.classifiers import alexnet_small
-from tests.app.conftest import array, chart, encoded, no_exception, open_page, upload
+from tests.app.conftest import array, chart, encoded, no_exception, open_page, pixels, upload
 
 PAGE = "20_fcn.py"
 
@@ -61,7 +61,7 @@ def test_the_coarse_map_and_its_resolution(page):
     assert (h, w) == tuple(reference.probs.shape[1:])
     probs = array(chart(page, "fcn_heat")["data"][1]["z"]).astype(float)
     assert probs.shape == (h, w) and 0 <= probs.min() and probs.max() <= 1
-    labels = array(chart(page, "fcn_coarse_labels")["data"][0]["z"])
+    labels = pixels(chart(page, "fcn_coarse_labels")["data"][0])
     assert labels.shape[:2] == (h, w)
     caption = next(c.value for c in page.caption if "against the scene's true labels" in c.value)
     assert "mIoU" in caption
@@ -70,12 +70,12 @@ def test_the_coarse_map_and_its_resolution(page):
 def test_fcn_32s_16s_8s_score_maps_at_each_stride(page):
     for name, strides in (("fcn32s", [32]), ("fcn16s", [32, 16]), ("fcn8s", [32, 16, 8])):
         for stride in strides:
-            shown = array(chart(page, f"fcn_{name}_{stride}")["data"][0]["z"])
+            shown = pixels(chart(page, f"fcn_{name}_{stride}")["data"][0])
             assert shown.shape[:2] == (256 // stride, 256 // stride)
         for stride in {32, 16, 8} - set(strides):
             with pytest.raises(KeyError):
                 chart(page, f"fcn_{name}_{stride}")
-        assert array(chart(page, f"fcn_{name}_out")["data"][0]["z"]).shape[:2] == (256, 256)
+        assert pixels(chart(page, f"fcn_{name}_out")["data"][0]).shape[:2] == (256, 256)
 
 
 def test_miou_table_matches_the_models(page):
@@ -108,7 +108,7 @@ def test_an_uploaded_photo_and_a_bad_file(photo):
     no_exception(at)
     assert metric(at, "Input") == "128×85 px"  # 150×100 resized to 128 on its long side
     assert any("no true labels" in c.value for c in at.caption)
-    assert array(chart(at, "fcn_fcn8s_out")["data"][0]["z"]).shape[:2] == (100, 150)
+    assert pixels(chart(at, "fcn_fcn8s_out")["data"][0]).shape[:2] == (100, 150)
     upload(at, "notes.png", b"not a picture")
     no_exception(at)
     assert any("notes.png" in e.value for e in at.error)
