@@ -386,11 +386,11 @@ def changed_picture(t: int) -> np.ndarray:
     return np.where(run.changed(t)[:, :, None], seg.viz.colorize(run.labels[t], palette), faded)
 
 
-def iteration_curve(values, title: str, t: int, *, log_y: bool = False) -> go.Figure:
-    """A per-iteration curve with the scrubbed iteration marked."""
+def iteration_curve(values, title: str, *, log_y: bool = False) -> go.Figure:
+    """A per-iteration curve, one marker per iteration."""
     fig = figures.curves({title: (list(range(len(values))), values)}, title, xlabel="iteration",
                          height=240, log_y=log_y)
-    fig.add_vline(x=t, line=dict(color="red", dash="dot"))
+    fig.update_traces(mode="lines+markers")
     fig.update_layout(showlegend=False)
     return fig
 
@@ -401,16 +401,16 @@ def scrubber() -> None:
                      "Mean-field iteration", 0, ITERATIONS, ITERATIONS, key="crf_iteration",
                      help="0 is the network's own answer; each step is one update of every Q_i.")
     changed = run.changed(t)
+    # Plain pictures: this fragment reruns at every step of the slider, and three plotly
+    # figures took longer to redraw in the browser than the rerun itself.
     a, b, c = st.columns(3)
-    a.plotly_chart(figures.image(seg.viz.overlay(image, run.labels[t], palette, 0.75),
-                                 "The network's labels" if t == 0 else f"Labels after {t} "
-                                 f"iteration{'s' * (t > 1)}", height=300,
-                                 hover=np.asarray(classes, dtype=object)[run.labels[t]],
-                                 hover_label="class"), key="crf_labels_t")
-    b.plotly_chart(figures.image(changed_picture(t), f"{int(changed.sum()):,} pixels changed "
-                                 "since iteration 0", height=300), key="crf_changed")
-    c.plotly_chart(figures.heatmap(run.confidence[t], f"Confidence max Q(l) at iteration {t}",
-                                   zmin=0, zmax=1, height=300), key="crf_confidence")
+    a.image(seg.viz.overlay(image, run.labels[t], palette, 0.75), width="stretch",
+            caption="The network's labels" if t == 0 else
+            f"Labels after {t} iteration{'s' * (t > 1)}")
+    b.image(changed_picture(t), width="stretch",
+            caption=f"{int(changed.sum()):,} pixels changed since iteration 0")
+    c.image(figures.heat_picture(run.confidence[t]), width="stretch",
+            caption=f"Confidence max Q(l) at iteration {t}")
     widgets.legend(run.labels[t], classes, palette)
     m = st.columns(4)
     m[0].metric("Pixels changed", f"{changed.mean():.2%}", help="Share of the picture whose "
@@ -425,17 +425,18 @@ def scrubber() -> None:
                     delta=f"{(run.miou[t] - run.miou[0]) * 100:+.2f} points since 0")
     else:
         m[3].metric("mIoU on this scene", "–", help="Only synthetic scenes have true labels.")
-    curves = st.columns(3 if run.miou is not None else 2)
-    curves[0].plotly_chart(iteration_curve(run.free_energy, "Free energy F(Q) per pixel", t),
-                           key="crf_energy_curve")
-    curves[1].plotly_chart(iteration_curve(run.kl, "KL(Q_t ‖ Q_t−1) per pixel", t, log_y=True),
-                           key="crf_kl_curve")
-    if run.miou is not None:
-        curves[2].plotly_chart(iteration_curve(run.miou, "mIoU on this scene", t),
-                               key="crf_miou_curve")
 
 
 scrubber()
+# The curves do not follow the slider (the metrics above do): redrawn at every step they
+# would double its response time.
+curves = st.columns(3 if run.miou is not None else 2)
+curves[0].plotly_chart(iteration_curve(run.free_energy, "Free energy F(Q) per pixel"),
+                       key="crf_energy_curve")
+curves[1].plotly_chart(iteration_curve(run.kl, "KL(Q_t ‖ Q_t−1) per pixel", log_y=True),
+                       key="crf_kl_curve")
+if run.miou is not None:
+    curves[2].plotly_chart(iteration_curve(run.miou, "mIoU on this scene"), key="crf_miou_curve")
 st.caption("F(Q) = E_Q[E] − H(Q), the energy expected under Q minus Q's entropy: mean field "
            "looks for the Q that makes it smallest, which is the Q closest to the CRF's "
            "distribution in KL divergence. It falls quickly and then stays: a few iterations "
