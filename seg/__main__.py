@@ -1,8 +1,9 @@
-"""SegLab's command line: `python -m seg train | eval | weights | list`.
+"""SegLab's command line: `python -m seg train | eval | ceiling | weights | list`.
 
     python -m seg list
     python -m seg train fcn8s --steps 3000 --crop 160
     python -m seg eval fcn8s --scenes 256
+    python -m seg ceiling --strides 32 16 8 4
     python -m seg weights status
     python -m seg weights download deeplabv3_resnet50
 """
@@ -46,6 +47,13 @@ def _eval(args) -> int:
             change = round(evaluation.miou - card["miou"], 3) + 0.0
             print(f"model card: mIoU {card['miou']:.3f} on {card['num_scenes']} scenes; "
                   f"measured now {evaluation.miou:.3f} ({change:+.3f})")
+    return 0
+
+
+def _ceiling(args) -> int:
+    from seg.train import ceiling_table
+
+    print(ceiling_table(args.strides, num_scenes=args.scenes, size=args.size))
     return 0
 
 
@@ -121,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--weights", default=None, help="folder of checkpoints (default: weights/)")
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("ceiling", help="mIoU of a perfect score map at each output stride "
+                                       "on the held-out scenes: the most a network can reach")
+    p.add_argument("--strides", type=int, nargs="+", default=[32, 16, 8, 4, 2])
+    p.add_argument("--scenes", type=int, default=256)
+    p.add_argument("--size", type=int, default=256)
+    p.set_defaults(run=_ceiling)
 
     p = sub.add_parser("weights", help="torchvision weights: status | download [NAME ...]")
     p.add_argument("action", choices=("status", "download"))

@@ -27,6 +27,7 @@ __all__ = [
     "iou",
     "miou",
     "pixel_accuracy",
+    "stride_ceiling",
     "per_class_table",
     "region_similarity",
     "boundary_f",
@@ -182,6 +183,43 @@ def pixel_accuracy(pred, target, num_classes: int, ignore_index: int = 255) -> f
     cm = confusion_matrix(pred, target, num_classes, ignore_index)  # (C, C)
     total = int(cm.sum())
     return int(cm.trace()) / total if total else math.nan
+
+
+def stride_ceiling(target, stride: int, num_classes: int) -> torch.Tensor:
+    """The labels of the best score map a network of output stride `stride` could give.
+
+    A network whose last scores are `stride` times smaller than the picture, upsampled
+    bilinearly (FCN-32s: 32; FCN-8s and DeepLab v1: 8), cannot draw detail finer than its
+    grid. The *perfect* such map holds, in each stride × stride cell, the share of the cell's
+    pixels of each class (the true labels one-hot, average-pooled); upsampled bilinearly and
+    arg-maxed it is the labelling any such network can at best approach. Its mIoU against
+    `target` is the ceiling that no training of that network will break by much: a pole one
+    pixel wide is a few per cent of a 32 × 32 cell and never wins the argmax.
+
+    Args:
+        target: true labels (H, W), numpy or torch, values < num_classes.
+        stride: the output stride (1 gives `target` back).
+        num_classes: C.
+
+    Returns:
+        int64 (H, W) labels on the CPU.
+
+    Example:
+        >>> t = torch.zeros(8, 8, dtype=torch.int64); t[:, 3] = 1  # a pole 1 px wide
+        >>> bool((stride_ceiling(t, 4, 2) == 1).any())
+        False
+        >>> bool((stride_ceiling(t, 1, 2) == t).all())
+        True
+    """
+    labels = _as_tensor(target).long().cpu()  # (H, W)
+    height, width = labels.shape
+    one_hot = torch.nn.functional.one_hot(labels, num_classes).permute(2, 0, 1)[None].float()
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    padded = torch.nn.functional.pad(one_hot, (0, pad_w, 0, pad_h), mode="replicate")
+    cells = torch.nn.functional.avg_pool2d(padded, stride)  # (1, C, H'/s, W'/s)
+    up = torch.nn.functional.interpolate(cells, scale_factor=stride, mode="bilinear",
+                                         align_corners=False)  # (1, C, H', W')
+    return up[0, :, :height, :width].argmax(0)
 
 
 def per_class_table(pred, target, classes, ignore_index: int = 255) -> list[dict]:

@@ -318,6 +318,29 @@ def evaluate(segmenter: Segmenter, *, num_scenes: int = 256, size: int = 256,
                       ms_per_image=1000 * seconds / num_scenes, num_scenes=num_scenes, size=size)
 
 
+def ceiling_table(strides, *, num_scenes: int = 256, size: int = 256) -> str:
+    """Per-class IoU and mIoU of a perfect stride-s score map (`metrics.stride_ceiling`) on
+    the held-out scenes `eval_seed(0..num_scenes-1)`, one row per stride, as a text table.
+
+    This is what a network with that output stride can at best reach on the scenes its model
+    card is measured on, whatever its training: the yardstick for the cards' mIoU.
+    """
+    num_classes = len(CLASSES)
+    confusions = {s: torch.zeros(num_classes, num_classes, dtype=torch.int64) for s in strides}
+    for i in range(num_scenes):
+        truth = torch.from_numpy(scene(eval_seed(i), height=size, width=size).labels)
+        for s in strides:
+            confusions[s] += metrics.confusion_matrix(
+                metrics.stride_ceiling(truth, s, num_classes), truth, num_classes)
+    rows = [f"{'stride':<8}" + "".join(f"{c:>11}" for c in CLASSES) + f"{'mIoU':>8}"]
+    for s in strides:
+        iou = metrics.iou_from_confusion(confusions[s]).numpy()
+        rows.append(f"{s:<8}" + "".join(f"{v:>11.3f}" for v in iou) + f"{np.nanmean(iou):>8.3f}")
+    rows.append(f"(a perfect stride-s score map, upsampled bilinearly, on {num_scenes} held-out "
+                f"scenes at {size}×{size})")
+    return "\n".join(rows)
+
+
 def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size: int = 8,
                     lr: float = 2e-3, seed: int = 0, device=None, out_dir=None,
                     eval_scenes: int = 256, progress: bool = True,

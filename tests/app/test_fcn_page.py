@@ -100,6 +100,14 @@ def test_miou_table_matches_the_models(page):
         assert row["parameters"] == f"{segmenter.num_parameters:,}"
     # FCN-32s' output is its stride-32 scores interpolated: the same mIoU.
     assert rows.loc["FCN-32s"]["stride 32"] == pytest.approx(rows.loc["FCN-32s"]["output"])
+    # The ceiling row: perfect scores at each stride; no network beats it by much.
+    ceiling = rows.loc["Perfect scores at that stride (the ceiling)"]
+    for stride in (32, 16, 8):
+        best = seg.metrics.stride_ceiling(scene.labels, stride, 8)
+        assert ceiling[f"stride {stride}"] == pytest.approx(
+            seg.metrics.miou(best, scene.labels, 8))
+    assert ceiling["stride 32"] < ceiling["stride 16"] < ceiling["stride 8"]
+    assert rows.loc["FCN-8s"]["output"] < ceiling["stride 8"] + 0.05
 
 
 def test_an_uploaded_photo_and_a_bad_file(photo):

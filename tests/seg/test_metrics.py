@@ -301,3 +301,29 @@ def test_metrics_on_cuda_match_cpu():
     assert miou(torch.from_numpy(pred).cuda(), target, C) == pytest.approx(miou(pred, target, C))
     p = random_probs(3)
     torch.testing.assert_close(entropy(p.cuda()).cpu(), entropy(p))
+
+
+def test_stride_ceiling_keeps_what_a_stride_s_grid_can_hold():
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 3, (6, 5))
+    target = np.kron(blocks, np.ones((8, 8), dtype=np.int64))  # (48, 40): 8×8 blocks
+    # Stride 1 gives the labels back; a grid aligned with the blocks keeps their insides.
+    assert torch.equal(metrics.stride_ceiling(target, 1, 3), torch.from_numpy(target))
+    inside = metrics.stride_ceiling(target, 8, 3).numpy()[2:-2, 2:-2]
+    assert (inside == target[2:-2, 2:-2]).mean() > 0.8
+    # A pole one pixel wide is a quarter of a 4×4 cell at most: it never wins one.
+    pole = np.zeros((16, 16), dtype=np.int64)
+    pole[:, 6] = 1
+    assert not (metrics.stride_ceiling(pole, 4, 2) == 1).any()
+    assert (metrics.stride_ceiling(pole, 1, 2) == 1).sum() == 16
+    # Sides that no stride divides: the answer keeps the target's size.
+    assert metrics.stride_ceiling(target[:45, :37], 16, 3).shape == (45, 37)
+
+
+def test_stride_ceiling_falls_as_the_stride_grows():
+    from seg.synthetic import CLASSES, eval_seed, scene
+
+    truth = scene(eval_seed(0), height=128, width=128).labels
+    mious = [metrics.miou(metrics.stride_ceiling(truth, s, len(CLASSES)), truth, len(CLASSES))
+             for s in (1, 4, 8, 16, 32)]
+    assert mious[0] == 1.0 and mious == sorted(mious, reverse=True)

@@ -132,3 +132,12 @@ def test_inputs_are_contiguous_nchw_so_onednn_backward_does_not_corrupt_the_heap
         for _ in range(3):
             net(batch).sum().backward()
     assert net[1].weight.grad.isfinite().all()
+
+
+def test_cli_ceiling_prints_a_row_per_stride(capsys):
+    assert main(["ceiling", "--strides", "32", "8", "--scenes", "2", "--size", "64"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[0] == "stride" and rows[0].split()[-1] == "mIoU"
+    coarse, fine = float(rows[1].split()[-1]), float(rows[2].split()[-1])
+    assert rows[1].split()[0] == "32" and rows[2].split()[0] == "8"
+    assert 0 < coarse < fine <= 1
