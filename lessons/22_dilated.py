@@ -208,11 +208,19 @@ def configure(module: nn.Module, rate: int, output_stride: int) -> None:
         branch[0].dilation = branch[0].padding = (r, r)
 
 
+#: The live network reads the picture shrunk to this long side at most (labels come back at
+#: full size): every move of the rate runs a forward and a backward pass, which must answer
+#: within a second on a laptop's CPU; rates act on the score map, not on the photo's pixels.
+WORKING_SIDE = 384
+
+
 @st.cache_resource(max_entries=12, show_spinner="Preparing the network at this rate…")
 def dilated(rate: int, output_stride: int, device: str) -> seg.models.Segmenter:
-    """A private copy of the shared segmenter with this rate and output stride."""
+    """A private copy of the shared segmenter with this rate and output stride, working on
+    pictures of at most `WORKING_SIDE` pixels a side."""
     copied = copy.deepcopy(resources.segmenter(NAME, device))
     configure(copied.module, rate, output_stride)
+    copied.max_side = WORKING_SIDE
     return copied
 
 
@@ -340,8 +348,11 @@ def live_network() -> None:
                  help="Share of fc6's 9 taps that land inside the score-resolution map rather "
                       "than on its zero padding, averaged over positions. Past the map's size, "
                       "a 3×3 dilated kernel degenerates into a 1×1 one (Chen et al., 2017).")
-    st.caption(f"{prediction.seconds * 1000:.0f} ms for this prediction; every setting is kept, so "
-               "moving back to one already seen is instant.")
+    shrunk = (f" on the picture shrunk to {x_size.shape[-1]}×{x_size.shape[-2]} (the live "
+              f"network works at {WORKING_SIDE} px at most)"
+              if max(chosen.array.shape[:2]) > WORKING_SIDE else "")
+    st.caption(f"{prediction.seconds * 1000:.0f} ms for this prediction{shrunk}; every setting "
+               "is kept, so moving back to one already seen is instant.")
     left, right = st.columns([2, 3])
     left.dataframe(layout(dilated(rate, output_stride, device).module), hide_index=True,
                    key="dilated_layout")
