@@ -40,20 +40,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"
 
 import server  # noqa: E402
 
-#: Everything visual in the main block: plotly images and SVGs, pictures (also in custom
-#: components' iframes), as one string. Whole, not sampled: a title that changes by one
-#: character next to a picture's data URL of 300 kB is a change (V8 compares such strings
-#: natively, well within a frame).
+#: A cheap fingerprint of everything visual in the main block: plotly images and SVGs,
+#: pictures (also in custom components' iframes). Long strings (data URLs, SVG markup) are
+#: sampled at 256 places, with their length; the SVGs' text (titles, tick labels) is kept
+#: whole, since a title that changes by one character is a change that sampling can miss.
 _SIGNATURE = """
 () => {
-  const sample = s => s || '';
+  const sample = s => s ? `${s.length}:${[...Array(256).keys()]
+      .map(i => s.charCodeAt(Math.floor(i * s.length / 256))).join('.')}` : '';
   const main = document.querySelector('[data-testid="stMain"]');
   if (!main) return '';
   const parts = [];
   for (const chart of main.querySelectorAll('[data-testid="stPlotlyChart"]')) {
     for (const image of chart.querySelectorAll('.imagelayer image'))
       parts.push(sample(image.getAttribute('href')));
-    for (const svg of chart.querySelectorAll('.main-svg')) parts.push(sample(svg.innerHTML));
+    for (const svg of chart.querySelectorAll('.main-svg'))
+      parts.push(sample(svg.innerHTML), svg.textContent);
   }
   for (const img of main.querySelectorAll('img')) parts.push(sample(img.src));
   for (const frame of main.querySelectorAll('iframe')) {
