@@ -306,7 +306,7 @@ if rows and truth is not None:
     rows.append({"model": "Perfect scores at that stride (the ceiling)", **{
         f"stride {stride}": seg.metrics.miou(
             seg.metrics.stride_ceiling(truth, stride, len(seg.synthetic.CLASSES)), truth,
-            len(seg.synthetic.CLASSES)) for stride in STRIDES.values()}})
+            len(seg.synthetic.CLASSES)) for stride in STRIDES.values()}, "parameters": "—"})
 
 if rows:
     widgets.legend(prediction.labels.numpy(), prediction.classes, palette)
