@@ -488,7 +488,7 @@ def table(outcomes: list[Outcome]) -> str:
         return f"{percentile(values, 50):7.2f} / {percentile(values, 95):6.2f} s".rjust(width)
 
     pages = sorted({s.page for o in outcomes for s in o.samples})
-    head = f"{'p50 / p95':26}" + "".join(f"{o.label[:width]:>{width}}" for o in outcomes)
+    head = f"{'p50 / p95':26}" + "".join(f" {o.label[:width - 1]:>{width - 1}}" for o in outcomes)
     rows = [head, "-" * len(head)]
     for action in ACTIONS:
         rows.append(f"{action:26}" + "".join(
