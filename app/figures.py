@@ -101,32 +101,6 @@ def curves(series: dict[str, tuple[list, list]], title: str = "", *, xlabel: str
     return fig
 
 
-def surface(depth: np.ndarray, colours: np.ndarray, title: str = "", *, step: int = 2,
-            height: int = 480) -> go.Figure:
-    """The image as colour on its depth surface: rotatable 3-D, near at the front.
-
-    Plotly surfaces take one scalar colour per vertex, so the image is quantised to a
-    256-colour palette and the surface is coloured by palette index.
-    """
-    d = depth[::step, ::step]
-    rgb = colours[::step, ::step].reshape(-1, 3)
-    quantised = (rgb // 32).astype(np.int64)  # 8 levels per channel
-    index = quantised[:, 0] * 64 + quantised[:, 1] * 8 + quantised[:, 2]
-    scale = [[i / 511, f"rgb({(i // 64) * 32 + 16},{((i // 8) % 8) * 32 + 16},{(i % 8) * 32 + 16})"]
-             for i in range(512)]
-    h, w = d.shape
-    ys, xs = np.mgrid[0:h, 0:w] * step
-    fig = go.Figure(go.Surface(x=xs, y=d, z=-ys, surfacecolor=index.reshape(h, w), cmin=0,
-                               cmax=511, colorscale=scale, showscale=False,
-                               hovertemplate="x %{x}, depth %{y:.1f} m<extra></extra>"))
-    fig.update_layout(title=title, height=height, margin=dict(l=0, r=0, t=30, b=0),
-                      scene=dict(xaxis_title="x (px)", yaxis_title="depth (m)",
-                                 zaxis_title="row", aspectmode="manual",
-                                 aspectratio=dict(x=1, y=1.5, z=0.6),
-                                 camera=dict(eye=dict(x=-0.3, y=-2.0, z=0.8))))
-    return fig
-
-
 def _frame(fig: go.Figure, title: str, height: int, shape) -> go.Figure:
     fig.update_layout(title=title, height=height, margin=MARGIN)
     fig.update_xaxes(visible=False, constrain="domain")

@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
     # Only loopback: any other host name fails to resolve instead of reaching the network.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-    # WebGL on the CPU, so plotly's 3-D surfaces (depth lesson) render without a GPU.
+    # WebGL on the CPU, so plotly's 3-D point clouds (depth lesson) render without a GPU.
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
     # A webcam without a camera: Chromium's own test pattern, permission granted without a
     # prompt, so the sidebar's "Webcam" source takes a real photo through getUserMedia.
