@@ -71,8 +71,7 @@ class Prediction:
 
     def __getstate__(self) -> dict:
         # Pickled (e.g. by a cache) as CPU probabilities and labels, never as device scores.
-        state = dict(self.__dict__, _probs=self.probs, _labels=self.labels, _logits=None)
-        return state
+        return dict(self.__dict__, _probs=self.probs, _labels=self.labels, _logits=None)
 
     def __repr__(self) -> str:
         shape = tuple((self._logits if self._logits is not None else self._probs).shape)
