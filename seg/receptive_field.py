@@ -26,15 +26,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LayerRF", "effective_extent", "empirical", "theoretical"]
+__all__ = ["LayerRF", "effective_extent", "empirical", "explain_pixel", "theoretical"]
 
 Pair = tuple[int, int]
 
@@ -277,6 +279,58 @@ def empirical(module: nn.Module, image_tensor: torch.Tensor, y: int, x: int, *,
     if peak > 0:
         magnitude = magnitude / peak
     return magnitude.detach().float().cpu().numpy()
+
+
+def explain_pixel(segmenter, image, y: int, x: int):
+    """A segmenter's prediction and what one pixel's predicted class depends on, in one pass.
+
+    The same answer as `segmenter.predict(image)` followed by `empirical` on the class it
+    predicts at (y, x), for about half the cost: the forward pass that gives the labels is the
+    one that is differentiated, so a lesson that shows both runs the network once.
+
+    Args:
+        segmenter: a `seg.models.Segmenter` (its `max_side` downscaling and `size_divisor`
+            padding apply, as in `predict`).
+        image: uint8 (H, W, 3) array or PIL image.
+        y, x: the pixel, in the image's own coordinates.
+
+    Returns:
+        (prediction, gradient): the `Prediction` at (H, W), and |∂ s_c(y, x) / ∂ image| as
+        float32 (H, W) in [0, 1], where c is the predicted class at (y, x) and s_c its score.
+        On a downscaled picture the gradient is computed at the network's working size and
+        each value repeated over the pixels it stands for.
+    """
+    from seg.models.segmenter import Prediction, pad_to_multiple  # seg.models imports this module
+
+    start = time.perf_counter()
+    module = segmenter.module
+    small, (height, width) = segmenter.preprocess(image)  # (1, 3, h, w)
+    if not (0 <= y < height and 0 <= x < width):
+        raise ValueError(f"(y, x) = ({y}, {x}) is outside the {height}×{width} image")
+    h, w = small.shape[-2:]
+    padded, _ = pad_to_multiple(small, segmenter.size_divisor)
+    padded = padded.detach().clone().requires_grad_(True)
+    with _eval_mode(module), torch.enable_grad():
+        output = module(padded)
+        output = (output["out"] if isinstance(output, dict) else output)[..., :h, :w]
+        scores = output.detach()  # (1, C, h, w)
+        if (h, w) != (height, width):
+            scores = F.interpolate(scores, size=(height, width), mode="bilinear",
+                                   align_corners=False)
+        prediction = Prediction(logits=scores[0].float(), classes=segmenter.classes,
+                                source=segmenter.source, model=segmenter.name)
+        label = int(prediction.labels[y, x])
+        unit = output[0, label, min(y * h // height, h - 1), min(x * w // width, w - 1)]
+        (grad,) = torch.autograd.grad(unit, padded)  # (1, 3, h', w')
+    magnitude = grad[0, :, :h, :w].abs().sum(0)  # (h, w)
+    peak = magnitude.max()
+    if peak > 0:
+        magnitude = magnitude / peak
+    if (h, w) != (height, width):
+        magnitude = F.interpolate(magnitude[None, None], size=(height, width),
+                                  mode="nearest")[0, 0]
+    prediction.seconds = time.perf_counter() - start
+    return prediction, magnitude.detach().float().cpu().numpy()
 
 
 def effective_extent(grad_map: np.ndarray, threshold: float = 0.01) -> tuple[int, int]:

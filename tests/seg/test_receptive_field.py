@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from seg.receptive_field import effective_extent, empirical, theoretical
+from seg.receptive_field import effective_extent, empirical, explain_pixel, theoretical
 
 
 def positive_chain(*layers: nn.Module) -> nn.Sequential:
@@ -146,3 +146,35 @@ def test_effective_extent_thresholds_relative_to_the_peak():
     assert effective_extent(grad) == (5, 2)
     assert effective_extent(grad, threshold=0.1) == (1, 1)
     assert effective_extent(np.zeros((4, 4))) == (0, 0)
+
+
+@pytest.mark.parametrize("max_side", [640, 40])  # as the picture is, and downscaled
+def test_explain_pixel_is_predict_and_empirical_in_one_pass(max_side):
+    from seg.models import Segmenter
+    from seg.models.segmenter import pad_to_multiple
+    from seg.models.fcn import fcn8s
+    from seg.synthetic import CLASSES
+
+    torch.manual_seed(0)
+    segmenter = Segmenter("net", fcn8s(), CLASSES, "untrained", max_side=max_side)
+    image = np.random.default_rng(4).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    prediction, grad = explain_pixel(segmenter, image, 30, 20)
+    expected = segmenter.predict(image)
+    assert torch.allclose(prediction.probs, expected.probs, atol=1e-5)
+    assert torch.equal(prediction.labels, expected.labels)
+    assert prediction.classes == list(CLASSES) and prediction.model == "net"
+    # The gradient of the predicted class's score at the pixel, at the network's working size.
+    small, _ = segmenter.preprocess(image)
+    h, w = small.shape[-2:]
+    padded, _ = pad_to_multiple(small, segmenter.size_divisor)
+    direct = empirical(segmenter.module, padded, 30 * h // 50, 20 * w // 70,
+                       channel=int(expected.labels[30, 20]))[:h, :w]
+    assert grad.shape == (50, 70) and grad.max() == pytest.approx(1.0)
+    if max_side == 640:
+        np.testing.assert_allclose(grad, direct / direct.max(), atol=1e-5)
+    else:  # each working pixel repeated over the picture's pixels it stands for
+        assert (h, w) == (29, 40)
+        rows, cols = np.arange(50) * h // 50, np.arange(70) * w // 70
+        np.testing.assert_allclose(grad, (direct / direct.max())[rows][:, cols], atol=1e-5)
+    with pytest.raises(ValueError, match="outside the 50×70 image"):
+        explain_pixel(segmenter, image, 50, 0)
