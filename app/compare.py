@@ -83,14 +83,15 @@ def _mark(picture: np.ndarray, x: int, y: int) -> np.ndarray:
     return marked
 
 
-def pixel_picker(picture: np.ndarray, *, key: str) -> tuple[int, int]:
-    """Show `picture` to click on, with x and y boxes kept in sync; returns the chosen (x, y).
+def probe(shape: tuple[int, int], *, key: str) -> tuple[int, int]:
+    """The pixel (x, y) that `pixel_picker(picture, key=key)` will return for a picture of
+    `shape` (H, W): a page that needs it before drawing the picture asks here first.
 
     A click moves the boxes; the boxes (keyboard, tests) move the crosshair. The click's time
     stamp tells a new click from the one already applied, so typing afterwards is not undone.
     A picture of another size starts with the crosshair at its centre.
     """
-    h, w = picture.shape[:2]
+    h, w = shape
     kx, ky, kclick, kseen = f"{key}_x", f"{key}_y", f"{key}_click", f"{key}_click_seen"
     if st.session_state.get(f"{key}_shape") != (h, w):  # another picture: start at its centre
         st.session_state[f"{key}_shape"] = (h, w)
@@ -104,14 +105,22 @@ def pixel_picker(picture: np.ndarray, *, key: str) -> tuple[int, int]:
     x = min(max(int(st.session_state[kx]), 0), w - 1)
     y = min(max(int(st.session_state[ky]), 0), h - 1)
     st.session_state[kx], st.session_state[ky] = x, y
-    streamlit_image_coordinates(_mark(picture, x, y), key=kclick, width="stretch",
+    return x, y
+
+
+def pixel_picker(picture: np.ndarray, *, key: str) -> tuple[int, int]:
+    """Show `picture` to click on, with x and y boxes kept in sync; returns the chosen (x, y)
+    (see `probe`)."""
+    h, w = picture.shape[:2]
+    x, y = probe((h, w), key=key)
+    streamlit_image_coordinates(_mark(picture, x, y), key=f"{key}_click", width="stretch",
                                 image_format="JPEG", jpeg_quality=90, cursor="crosshair")
     left, right = st.columns(2)
-    left.number_input("x (column)", 0, w - 1, step=1, key=kx,
+    left.number_input("x (column)", 0, w - 1, step=1, key=f"{key}_x",
                       help="Click the picture, or type a column number.")
-    right.number_input("y (row)", 0, h - 1, step=1, key=ky,
+    right.number_input("y (row)", 0, h - 1, step=1, key=f"{key}_y",
                        help="Click the picture, or type a row number.")
-    return int(st.session_state[kx]), int(st.session_state[ky])
+    return x, y
 
 
 def ground_truth_upload(size: tuple[int, int], class_sets: list[list[str]], *,

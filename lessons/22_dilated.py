@@ -6,14 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import seg
-from app import compare, figures, image_input, resources, share, widgets
+from app import compare, figures, image_input, resources, serving, share, widgets
 from seg.models import CheckpointError, pretrained
 from seg.models.deeplab_v1 import DeepLabV1
-from seg.models.segmenter import pad_to_multiple
 
 chosen = image_input.current()
 device = resources.device()
@@ -214,11 +212,21 @@ def configure(module: nn.Module, rate: int, output_stride: int) -> None:
 WORKING_SIDE = 384
 
 
+def sharing_weights(original):
+    """A copy of `original` (a segmenter or a module) with modules of its own and the
+    original's weights: changing a layer's dilation or stride in the copy leaves the original
+    alone, and the copy costs no memory for weights (the network is used for inference only)."""
+    tensors = [*original.module.parameters(), *original.module.buffers()] \
+        if isinstance(original, seg.models.Segmenter) else \
+        [*original.parameters(), *original.buffers()]
+    return copy.deepcopy(original, {id(t): t for t in tensors})
+
+
 @st.cache_resource(max_entries=12, show_spinner="Preparing the network at this rate…")
 def dilated(rate: int, output_stride: int, device: str) -> seg.models.Segmenter:
     """A private copy of the shared segmenter with this rate and output stride, working on
     pictures of at most `WORKING_SIDE` pixels a side."""
-    copied = copy.deepcopy(resources.segmenter(NAME, device))
+    copied = sharing_weights(resources.segmenter(NAME, device))
     configure(copied.module, rate, output_stride)
     copied.max_side = WORKING_SIDE
     return copied
@@ -228,7 +236,9 @@ def dilated(rate: int, output_stride: int, device: str) -> seg.models.Segmenter:
 def dilated_prediction(rate: int, output_stride: int, device: str, image_key: str,
                        _array: np.ndarray) -> seg.models.Prediction:
     """The prediction of the copy at (rate, output stride), cached per picture."""
-    return dilated(rate, output_stride, device).predict(_array)
+    segmenter = dilated(rate, output_stride, device)  # outside the slot: a cache may wait
+    with serving.heavy():
+        return segmenter.predict(_array)
 
 
 def layout(module: nn.Module) -> list[dict]:
@@ -255,33 +265,31 @@ def fc6_taps_inside(side: tuple[int, int], rate: int) -> float:
     return float(shares[0] * shares[1])
 
 
-@st.cache_data(max_entries=64, show_spinner="Back-propagating…")
-def gradient_map(rate: int, output_stride: int, device: str, image_key: str,
-                 _array: np.ndarray, y: int, x: int, label: int) -> tuple[np.ndarray, int]:
-    """|∂ score of class `label` at (y, x) / ∂ image| of the copy at (rate, output stride), at
-    the picture's size, and the theoretical receptive field of the scores (pixels)."""
-    segmenter = dilated(rate, output_stride, device)
-    image, (height, width) = segmenter.preprocess(_array)  # (1, 3, h, w), downscaled if large
-    h, w = image.shape[-2:]
-    padded, _ = pad_to_multiple(image, segmenter.size_divisor)  # (1, 3, h', w')
-    grad = seg.receptive_field.empirical(segmenter.module, padded, min(y * h // height, h - 1),
-                                         min(x * w // width, w - 1), channel=label)[:h, :w]
-    field = field_side(rate, output_stride, device, tuple(padded.shape[-2:]))
-    full = F.interpolate(torch.from_numpy(grad)[None, None], size=(height, width),
-                         mode="nearest")[0, 0].numpy()  # (H, W)
-    return full, int(field * height / h)
+@st.cache_data(max_entries=64, show_spinner="Segmenting and back-propagating…")
+def live(rate: int, output_stride: int, device: str, image_key: str, _array: np.ndarray,
+         y: int, x: int) -> tuple[seg.models.Prediction, np.ndarray, int]:
+    """The copy's prediction at (rate, output stride), |∂ score of the predicted class at
+    (y, x) / ∂ image| at the picture's size, and the theoretical receptive field of the scores
+    (pixels): one forward pass gives both the labels and the gradient."""
+    segmenter = dilated(rate, output_stride, device)  # outside the slot: a cache may wait
+    with serving.heavy():
+        prediction, grad = seg.receptive_field.explain_pixel(segmenter, _array, y, x)
+    height = _array.shape[0]
+    working = segmenter.working_size(*_array.shape[:2])[0]
+    return prediction, grad, int(field_side(rate, output_stride, device) * height / working)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def field_side(rate: int, output_stride: int, device: str, size: tuple[int, int]) -> int:
-    """Side of the theoretical receptive field of the copy's scores, for inputs of `size`.
+def field_side(rate: int, output_stride: int, device: str) -> int:
+    """Side of the theoretical receptive field of the copy's scores (input pixels).
 
-    The field depends on shapes alone, so it is traced through a copy of the network on
-    PyTorch's "meta" device, which computes shapes and no values: the same answer at any
-    picture size in a fraction of the time of a real forward pass.
+    The field depends on the layers' kernels, strides and dilations, not on the picture's
+    size, so it is traced on a 32×32 input: a forward pass that costs a few milliseconds. The
+    trace hooks its own copy's layers, never those another student's forward pass may be
+    running through.
     """
-    shapes_only = copy.deepcopy(dilated(rate, output_stride, device).module).to("meta")
-    return seg.receptive_field.theoretical(shapes_only, size)[-1].size[0]
+    module = sharing_weights(dilated(rate, output_stride, device).module)
+    return seg.receptive_field.theoretical(module, (32, 32))[-1].size[0]
 
 
 def half_mass_radius(grad: np.ndarray, y: int, x: int) -> float:
@@ -296,36 +304,38 @@ def half_mass_radius(grad: np.ndarray, y: int, x: int) -> float:
 @st.fragment
 def live_network() -> None:
     """The live network and the gradient of one pixel: moving a control reruns only this."""
-    try:
-        reference = dilated_prediction(default_rate, 8, device, chosen.key, chosen.array)
-    except (CheckpointError, pretrained.WeightsUnavailable) as error:
-        st.error(f"{resources.title(NAME)} cannot run here: {error}", icon="🚫")
-        return
-    widgets.provenance(reference, device)
+    badge = st.container()  # the weights' provenance, above the controls
     left, right = st.columns(2)
     rate = share.widget(left.slider, rate_label, 1, max_rate, default_rate, key="dilated_live_rate")
     output_stride = share.widget(right.select_slider,
                                  "Output stride", [8, 16, 32], 8, key="dilated_live_stride",
                                  help="How much smaller than the image the score map is.")
-    prediction = dilated_prediction(rate, output_stride, device, chosen.key, chosen.array)
+    px, py = compare.probe(chosen.array.shape[:2], key="dilated_probe")
+    try:
+        prediction, grad, field = live(rate, output_stride, device, chosen.key, chosen.array,
+                                       py, px)
+        reference = (prediction if (rate, output_stride) == (default_rate, 8) else
+                     dilated_prediction(default_rate, 8, device, chosen.key, chosen.array))
+    except (CheckpointError, pretrained.WeightsUnavailable) as error:
+        badge.error(f"{resources.title(NAME)} cannot run here: {error}", icon="🚫")
+        return
+    with badge:
+        widgets.provenance(reference, device)
     palette = widgets.palette(prediction.classes)
     labels, before = prediction.labels.numpy(), reference.labels.numpy()
     changed = labels != before  # (H, W)
     fc6_rate = rate if TORCHVISION else max(1, rate * 8 // output_stride)
-    x_size, _ = dilated(rate, output_stride, device).preprocess(chosen.array)
-    score_side = tuple(-(-n // output_stride) for n in x_size.shape[-2:])
+    seen = dilated(rate, output_stride, device).working_size(*chosen.array.shape[:2])  # (h, w)
+    score_side = tuple(-(-n // output_stride) for n in seen)
 
-    a, b, c, d = st.columns(4)
-    a.plotly_chart(figures.image(chosen.array, "Picture", height=260), key="dilated_picture")
-    b.plotly_chart(figures.image(seg.viz.colorize(before, palette),
-                                 f"As trained: rate {default_rate}, stride 8", height=260),
-                   key="dilated_reference")
-    c.plotly_chart(figures.image(seg.viz.colorize(labels, palette),
-                                 f"Now: rate {rate}, stride {output_stride}", height=260),
-                   key="dilated_prediction")
-    d.plotly_chart(figures.image(compare.highlight(chosen.array, changed),
-                                 "Changed class (red)", height=260),
-                   key="dilated_changed")
+    # Plain pictures: this fragment reruns at every step of the rate, and plotly figures took
+    # longer to send and draw than the network took to run.
+    pictures = {"Picture": chosen.array,
+                f"As trained: rate {default_rate}, stride 8": seg.viz.colorize(before, palette),
+                f"Now: rate {rate}, stride {output_stride}": seg.viz.colorize(labels, palette),
+                "Changed class (red)": compare.highlight(chosen.array, changed)}
+    for column, (caption, picture) in zip(st.columns(4), pictures.items()):
+        column.image(picture, caption=caption, width="stretch")
     widgets.legend(labels, prediction.classes, palette)
     a, b, c, d = st.columns(4)
     a.metric("Pixels that changed class", f"{changed.mean():.1%}")
@@ -338,7 +348,7 @@ def live_network() -> None:
     else:
         b.metric("mIoU", "—", help="Needs true labels: choose a synthetic scene in the sidebar.")
     c.metric("Score map", f"{score_side[1]}×{score_side[0]}",
-             help=f"The picture as the network sees it is {x_size.shape[-1]}×{x_size.shape[-2]}; "
+             help=f"The picture as the network sees it is {seen[1]}×{seen[0]}; "
                   f"the scores are {output_stride} times smaller.")
     if TORCHVISION:
         d.metric("ASPP rates", f"{rate}, {2 * rate}, {3 * rate}")
@@ -348,14 +358,14 @@ def live_network() -> None:
                  help="Share of fc6's 9 taps that land inside the score-resolution map rather "
                       "than on its zero padding, averaged over positions. Past the map's size, "
                       "a 3×3 dilated kernel degenerates into a 1×1 one (Chen et al., 2017).")
-    shrunk = (f" on the picture shrunk to {x_size.shape[-1]}×{x_size.shape[-2]} (the live "
+    shrunk = (f" on the picture shrunk to {seen[1]}×{seen[0]} (the live "
               f"network works at {WORKING_SIDE} px at most)"
               if max(chosen.array.shape[:2]) > WORKING_SIDE else "")
-    st.caption(f"{prediction.seconds * 1000:.0f} ms for this prediction{shrunk}; every setting "
-               "is kept, so moving back to one already seen is instant.")
+    st.caption(f"{prediction.seconds * 1000:.0f} ms for this prediction and the gradient "
+               f"below{shrunk}; every setting is kept, so moving back to one already seen is "
+               "instant.")
     left, right = st.columns([2, 3])
-    left.dataframe(layout(dilated(rate, output_stride, device).module), hide_index=True,
-                   key="dilated_layout")
+    left.table(layout(dilated(rate, output_stride, device).module))
     right.markdown(
         "**What the controls changed** inside the network (read from its layers): a stride of 1 "
         "where the network was built with 2, and larger dilations after it so that those layers "
@@ -370,16 +380,14 @@ def live_network() -> None:
         "are those that change this score the most. Try a large rate: the dilated layer's 9 "
         "taps pull in pixels far away.")
 
-
     picture = seg.viz.overlay(chosen.array, labels, palette, alpha=0.35)
     left, right = st.columns(2)
     with left:
-        px, py = compare.pixel_picker(picture, key="dilated_probe")
-    label = int(labels[py, px])
-    grad, field = gradient_map(rate, output_stride, device, chosen.key, chosen.array, py, px, label)
-    right.plotly_chart(compare.map_figure(grad, f"|∂ {prediction.classes[label]} score at ({px}, "
-                                                f"{py}) / ∂ image|", zmax=1.0, colorbar="rel."),
-                       key="dilated_gradient")
+        compare.pixel_picker(picture, key="dilated_probe")
+    name = prediction.classes[int(labels[py, px])]
+    right.image(figures.heat_picture(grad), width="stretch",
+                caption=f"|∂ {name} score at ({px}, {py}) / ∂ image|, relative to its largest "
+                        "value")
     a, b = right.columns(2)
     a.metric("Half of the gradient within", f"{half_mass_radius(grad, py, px):.0f} px",
              help="Radius around the pixel that holds half of the total |gradient|: the effective "

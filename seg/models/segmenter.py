@@ -197,11 +197,18 @@ class Segmenter:
             image = np.asarray(image.convert("RGB"))
         height, width = image.shape[:2]
         x = to_tensor(image, self.mean, self.std).to(self.device)  # (1, 3, H, W)
-        scale = self.max_side / max(height, width)
-        if scale < 1:
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        size = self.working_size(height, width)
+        if size != (height, width):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         return x, (height, width)
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) at which the network sees a picture of (height, width): shrunk so that its
+        long side is at most `max_side`, else unchanged."""
+        scale = self.max_side / max(height, width)
+        if scale >= 1:
+            return height, width
+        return max(1, round(height * scale)), max(1, round(width * scale))
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -61,6 +61,13 @@ def chart(at, key: str) -> dict:
     raise KeyError(f"no chart with key {key!r}")
 
 
+def pictures(at) -> list[tuple[str, str]]:
+    """(caption, media URL) of every `st.image` picture on the page, in order; the URL names
+    the picture's content, so a changed picture has a new one."""
+    return [(image.caption, image.url) for element in at.get("image")
+            for image in element.proto.imgs]
+
+
 def array(value) -> np.ndarray:
     """A plotly data array: a list, or the typed-array dict {dtype, bdata, shape} of plotly 6+."""
     if isinstance(value, dict):

@@ -12,7 +12,7 @@ import seg
 from app import resources
 from app.image_input import DEFAULT_SEED
 from seg.crf import dense_crf, experiments
-from tests.app.conftest import ROOT, encoded, no_exception, upload
+from tests.app.conftest import ROOT, encoded, no_exception, pictures, upload
 
 PAGE = "30_crf.py"
 MODEL = "deeplab_v1_largefov"
@@ -57,12 +57,6 @@ def chart(at, key: str) -> dict:
         if element.proto.id.endswith(key):
             return json.loads(element.proto.spec)
     raise LookupError(key)
-
-
-def pictures(at) -> list[tuple[str, str]]:
-    """(caption, media URL) of every `st.image` picture on the page, in order."""
-    return [(image.caption, image.url) for element in at.get("image")
-            for image in element.proto.imgs]
 
 
 def values(trace: dict, axis: str = "y") -> np.ndarray:

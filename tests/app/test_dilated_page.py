@@ -13,7 +13,8 @@ from torchvision.models import resnet50, segmentation
 import seg
 from app import resources
 from seg.models import pretrained
-from tests.app.conftest import array, chart, encoded, no_exception, open_page, upload
+from tests.app.conftest import (array, chart, encoded, no_exception, open_page, pictures,
+                                upload)
 
 PAGE = "22_dilated.py"
 
@@ -33,7 +34,7 @@ def metric(at, label: str) -> str:
 
 
 def layout(at):
-    return next(d.value for d in at.dataframe if "dilation" in d.value.columns)
+    return next(t.value for t in at.table if "dilation" in t.value.columns)
 
 
 def fields(at) -> list[str]:
@@ -89,11 +90,13 @@ def test_two_layers_at_rate_r_read_25_pixels_of_their_field(page):
 
 def test_changing_the_dilation_changes_the_prediction_and_not_the_shared_model(page):
     assert metric(page, "Pixels that changed class") == "0.0%"
-    before = chart(page, "dilated_prediction")["data"][0]
+    before = dict(pictures(page))
+    assert "Now: rate 12, stride 8" in before
     page.slider(key="dilated_live_rate").set_value(1).run()
     no_exception(page)
-    after = chart(page, "dilated_prediction")["data"][0]
-    assert after != before
+    after = dict(pictures(page))
+    assert after["Now: rate 1, stride 8"] != before["Now: rate 12, stride 8"]
+    assert after["As trained: rate 12, stride 8"] == before["As trained: rate 12, stride 8"]
     # The page's number is what seg computes with fc6 at rate 1.
     device = resources.device()
     shared = resources.segmenter("deeplab_v1_largefov", device)
@@ -123,9 +126,8 @@ def test_gradient_at_the_chosen_pixel(page):
     page.number_input(key="dilated_probe_x").set_value(40)
     page.number_input(key="dilated_probe_y").set_value(200).run()
     no_exception(page)
-    grad = array(chart(page, "dilated_gradient")["data"][0]["z"]).astype(float)
-    assert grad.max() == pytest.approx(1.0)
-    assert "(40, 200)" in chart(page, "dilated_gradient")["layout"]["title"]["text"]
+    caption, _ = next(p for p in pictures(page) if p[0].startswith("|∂ "))
+    assert "score at (40, 200) / ∂ image|" in caption
     assert int(metric(page, "Theoretical field").split()[0]) > 100
     assert metric(page, "Half of the gradient within").endswith("px")
 
