@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 import seg
-from app import figures, image_input, resources, share, widgets
+from app import figures, image_input, resources, serving, share, widgets
 from seg.crf import DEEPLAB_V1_LARGEFOV, SEARCH_RANGES, experiments
 
 ITERATIONS = 10
@@ -370,8 +370,9 @@ if preset != RELEASED:
 def dense_run(image_key, name, device, params_key, _image, _probs, _truth):
     """All iterations of the CRF for one picture, network and parameter setting."""
     probs = _probs.to(device)  # the CRF runs where the network ran
-    return experiments.crf_on_prediction(_image, probs, iterations=ITERATIONS, truth=_truth,
-                                         **dict(params_key))
+    with serving.heavy():
+        return experiments.crf_on_prediction(_image, probs, iterations=ITERATIONS, truth=_truth,
+                                             **dict(params_key))
 
 
 run = dense_run(image_key, name, device, tuple(params.items()), image, prediction.probs, truth)

@@ -65,6 +65,39 @@ def test_configure_caps_torch_threads_for_script_threads():
         torch.set_num_threads(before)
 
 
+@pytest.mark.skipif(not serving.THREADS_PER_REQUEST, reason="torch's own thread count")
+def test_a_computation_alone_takes_every_core_and_one_beside_another_its_cap():
+    seen = {}
+    first_inside, second_done = threading.Event(), threading.Event()
+
+    def first():
+        with serving.heavy():
+            seen["alone"] = torch.get_num_threads()
+            first_inside.set()
+            second_done.wait(5)
+        seen["first after"] = torch.get_num_threads()
+
+    def second():
+        first_inside.wait(5)
+        with serving.heavy():
+            seen["beside"] = torch.get_num_threads()
+            with serving.heavy():  # nested: the same threads
+                seen["nested"] = torch.get_num_threads()
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    if serving.MAX_CONCURRENT == 1:  # one slot: the second waits, then runs alone
+        threads[1] = threading.Thread(target=lambda: (first_inside.wait(5), second_done.set()))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen["alone"] == serving.THREADS_ALONE
+    assert seen["first after"] == serving.THREADS_PER_REQUEST
+    if serving.MAX_CONCURRENT > 1:
+        assert seen["beside"] == seen["nested"] == serving.THREADS_PER_REQUEST
+
+
 @pytest.mark.parametrize("text, expected", [("", 3), ("  ", 3), ("2", 2), ("0", 0)])
 def test_settings_read_whole_numbers(monkeypatch, text, expected):
     monkeypatch.setenv("SEGLAB_TEST_SETTING", text)
