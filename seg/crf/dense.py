@@ -199,6 +199,39 @@ class DenseCRF:
         total = (pixels * (self.unary - 0.5 * m)).sum() + torch.xlogy(pixels, pixels).sum()
         return float(total) / pixels.shape[0]
 
+    def trace(self, iterations: int) -> tuple[list[Tensor], list[float], list[float]]:
+        """Every Q_t of ``iterations`` updates, with the free energy and the change of each.
+
+        The same marginals as :meth:`run`, and the values of :meth:`free_energy` and
+        :func:`kl_divergence` (Q_t ‖ Q_t−1) for every t, for the cost of the updates and one
+        more message pass: F(Q_t) needs the messages of Q_t, which the update from Q_t computes
+        anyway, and the logarithms come from the update's log-softmax.
+
+        Returns:
+            (qs, energies, kls): S + 1 marginals (C, H, W), Q_0 being the softmax of the unary;
+            S + 1 free energies per pixel; S + 1 KL divergences per pixel, nan at t = 0.
+
+        Example:
+            >>> crf = DenseCRF(np.zeros((4, 4, 3), np.uint8), torch.full((2, 4, 4), 0.5))
+            >>> qs, energies, kls = crf.trace(3)
+            >>> len(qs), len(energies), len(kls)
+            (4, 4, 4)
+        """
+        n = self.unary.shape[0]
+        log_q = torch.log_softmax(-self.unary, 1)  # (N, C)
+        q = log_q.exp()
+        qs, energies, kls = [self._to_image(q)], [], [float("nan")]
+        for step in range(iterations + 1):
+            m = self._messages(q, out=self._scratch)  # (N, C), the messages of Q_step
+            energies.append(float((q * (self.unary - 0.5 * m + log_q)).sum()) / n)
+            if step == iterations:
+                break
+            new_log_q = torch.log_softmax(m.sub_(self.unary), 1)
+            q, previous_log_q, log_q = new_log_q.exp(), log_q, new_log_q
+            kls.append(float((q * (log_q - previous_log_q)).sum()) / n)
+            qs.append(self._to_image(q))
+        return qs, energies, kls
+
     def run(self, iterations: int, callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
         """``iterations`` mean-field updates from :meth:`initial`; returns Q (C, H, W).
 

@@ -38,7 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from seg import metrics, synthetic
-from seg.crf.dense import DEEPLAB_V1_LARGEFOV, DenseCRF, dense_crf, kl_divergence
+from seg.crf.dense import DEEPLAB_V1_LARGEFOV, DenseCRF, dense_crf
 from seg.crf.linear_chain import LinearChainCRF
 from seg.io import fit_within
 
@@ -421,7 +421,7 @@ class CRFRun:
         free_energy: S+1 values of the mean-field free energy per pixel F(Q_t).
         kl: S+1 values KL(Q_t ‖ Q_{t-1}) per pixel (nan at t = 0).
         miou: S+1 values of mIoU against the true labels, or None without them.
-        seconds: wall time of the S mean-field updates (including keeping each Q_t).
+        seconds: wall time of the S mean-field updates (with each Q_t, its free energy and KL).
         params: the CRF parameters used (w1, theta_alpha, theta_beta, w2, theta_gamma).
     """
 
@@ -447,9 +447,9 @@ def crf_on_prediction(image, probs: Tensor, *, iterations: int = 10, truth=None,
                       **params: float) -> CRFRun:
     """Run the fully-connected CRF once and keep every iteration, for scrubbing and curves.
 
-    One :class:`~seg.crf.DenseCRF` is built (the lattices once), :meth:`~seg.crf.DenseCRF.run`
-    collects Q_t through its callback, and then, for every t, the labels, the confidence, the
-    free energy F(Q_t) and KL(Q_t ‖ Q_{t-1}) (how much iteration t still changed) are computed.
+    One :class:`~seg.crf.DenseCRF` is built (the lattices once); :meth:`~seg.crf.DenseCRF.trace`
+    gives every Q_t with its free energy F(Q_t) and KL(Q_t ‖ Q_{t-1}) (how much iteration t
+    still changed); then the labels and the confidence of every t are read off.
 
     Args:
         image: uint8 (H, W, 3) picture.
@@ -467,17 +467,14 @@ def crf_on_prediction(image, probs: Tensor, *, iterations: int = 10, truth=None,
     """
     params = {**DEEPLAB_V1_LARGEFOV, **params}
     crf = DenseCRF(image, probs, **params)
-    qs: list[Tensor] = []
     start = time.perf_counter()
-    crf.run(iterations, lambda step, q: qs.append(q.clone()))
+    qs, energy, kl = crf.trace(iterations)
     if probs.device.type == "cuda":
         torch.cuda.synchronize(probs.device)
     seconds = time.perf_counter() - start
     num_classes = probs.shape[0]
     labels = np.stack([q.argmax(0).to(torch.uint8).cpu().numpy() for q in qs])  # (S+1, H, W)
     confidence = np.stack([q.amax(0).float().cpu().numpy() for q in qs])  # (S+1, H, W)
-    energy = [crf.free_energy(q) for q in qs]
-    kl = [float("nan")] + [kl_divergence(q, p) for p, q in zip(qs, qs[1:])]
     miou = None if truth is None else [metrics.miou(lab, truth, num_classes) for lab in labels]
     return CRFRun(labels=labels, confidence=confidence, free_energy=energy, kl=kl, miou=miou,
                   seconds=seconds, params=params)

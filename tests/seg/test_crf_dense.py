@@ -226,6 +226,23 @@ def test_free_energy_and_kl_track_convergence():
     assert kl_divergence(qs[0], qs[0]) == pytest.approx(0.0, abs=1e-7)
 
 
+@pytest.mark.parametrize("iterations", [0, 1, 5])
+def test_trace_gives_run_free_energy_and_kl_in_one_pass(iterations):
+    image, probs = toy_problem(20, 24, 4, seed=10)
+    crf = DenseCRF(image, probs, w1=5.0, theta_alpha=8.0)
+    qs = []
+    final = crf.run(iterations, callback=lambda step, q: qs.append(q.clone()))
+    traced, energies, kls = crf.trace(iterations)
+    assert len(traced) == len(energies) == len(kls) == iterations + 1
+    for q, mine, energy in zip(qs, traced, energies):
+        torch.testing.assert_close(mine, q, rtol=1e-5, atol=1e-6)
+        assert energy == pytest.approx(crf.free_energy(q), rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(traced[-1], final, rtol=1e-5, atol=1e-6)
+    assert math.isnan(kls[0])
+    for t in range(1, iterations + 1):
+        assert kls[t] == pytest.approx(kl_divergence(qs[t], qs[t - 1]), rel=1e-4, abs=1e-7)
+
+
 def test_free_energy_is_nearly_stationary_at_the_fixed_point():
     # F(Q) = <Q,U> - ½<Q, m(Q)> + <Q, log Q>, and the update is Q ∝ exp(-U + m(Q)): were the
     # lattice kernel exactly symmetric, nudging a fixed point along any direction that keeps
