@@ -346,26 +346,6 @@ def apply_preset() -> None:
         st.session_state[f"crf_{param}"] = float(value)
 
 
-if "crf_w1" not in st.session_state:
-    st.session_state["crf_preset"] = RELEASED
-    apply_preset()
-preset = share.widget(st.radio, "Parameters", PRESETS, key="crf_preset", on_change=apply_preset,
-                      horizontal=True,
-                      help="The released values of DeepLab-CRF-LargeFOV, or the sliders restricted "
-                           "to the grids the DeepLab papers searched (on 100 VOC val images).")
-ranges = {**WIDE, **{p: tuple(g) for p, g in SEARCH_RANGES.get(preset, {}).items()}}
-params = {}
-for column, param in zip(st.columns(5), DEEPLAB_V1_LARGEFOV):
-    low, high, step = ranges[param]
-    params[param] = share.widget(column.slider,
-                                 PARAM_LABELS[param], float(low), float(high), step=float(step),
-                                 key=f"crf_{param}")
-if preset != RELEASED:
-    st.caption("Grid of " + preset + ": " + ", ".join(
-        f"{PARAM_LABELS[p].split(' ')[0]} ∈ [{g.low:g}:{g.step:g}:{g.high:g}]"
-        for p, g in SEARCH_RANGES[preset].items()) + " (low:step:high); w₂ and θγ stay free.")
-
-
 @st.cache_data(max_entries=24, show_spinner="Running 10 mean-field iterations…")
 def dense_run(image_key, name, device, params_key, _image, _probs, _truth):
     """All iterations of the CRF for one picture, network and parameter setting."""
@@ -375,13 +355,19 @@ def dense_run(image_key, name, device, params_key, _image, _probs, _truth):
                                              **dict(params_key))
 
 
-run = dense_run(image_key, name, device, tuple(params.items()), image, prediction.probs, truth)
-st.caption(f"The 10 iterations took {run.seconds:.2f} s on {device} for "
-           f"{image.shape[1]}×{image.shape[0]} pixels and {len(classes)} classes; every "
-           "iteration is kept, so the slider below only picks one.")
+@st.cache_data(max_entries=16, show_spinner=False)
+def held_out(name, device, source, params_key):
+    """The with/without-CRF table on the held-out scenes for one parameter setting."""
+    bar = st.progress(0.0, text="Segmenting and refining held-out scenes…")
+    table = experiments.crf_miou_table(
+        resources.segmenter(name, device), experiments.held_out_scenes(HELD_OUT),
+        iterations=ITERATIONS, progress=lambda done, total: bar.progress(
+            done / total, text=f"Scene {done} of {total}"), **dict(params_key))
+    bar.empty()
+    return table
 
 
-def changed_picture(t: int) -> np.ndarray:
+def changed_picture(run, t: int) -> np.ndarray:
     """The picture faded, with the pixels whose label changed painted in their new class."""
     faded = seg.viz.blend(image, np.full_like(image, 255), 0.6)
     return np.where(run.changed(t)[:, :, None], seg.viz.colorize(run.labels[t], palette), faded)
@@ -397,7 +383,8 @@ def iteration_curve(values, title: str, *, log_y: bool = False) -> go.Figure:
 
 
 @st.fragment
-def scrubber() -> None:
+def scrubber(run) -> None:
+    """The iteration slider and what it picks: moving it reruns only this."""
     t = share.widget(st.slider,
                      "Mean-field iteration", 0, ITERATIONS, ITERATIONS, key="crf_iteration",
                      help="0 is the network's own answer; each step is one update of every Q_i.")
@@ -408,7 +395,7 @@ def scrubber() -> None:
     a.image(seg.viz.overlay(image, run.labels[t], palette, 0.75), width="stretch",
             caption="The network's labels" if t == 0 else
             f"Labels after {t} iteration{'s' * (t > 1)}")
-    b.image(changed_picture(t), width="stretch",
+    b.image(changed_picture(run, t), width="stretch",
             caption=f"{int(changed.sum()):,} pixels changed since iteration 0")
     c.image(figures.heat_picture(run.confidence[t]), width="stretch",
             caption=f"Confidence max Q(l) at iteration {t}")
@@ -428,46 +415,68 @@ def scrubber() -> None:
         m[3].metric("mIoU on this scene", "–", help="Only synthetic scenes have true labels.")
 
 
-scrubber()
-# The curves do not follow the slider (the metrics above do): redrawn at every step they
-# would double its response time.
-curves = st.columns(3 if run.miou is not None else 2)
-curves[0].plotly_chart(iteration_curve(run.free_energy, "Free energy F(Q) per pixel"),
-                       key="crf_energy_curve")
-curves[1].plotly_chart(iteration_curve(run.kl, "KL(Q_t ‖ Q_t−1) per pixel", log_y=True),
-                       key="crf_kl_curve")
-if run.miou is not None:
-    curves[2].plotly_chart(iteration_curve(run.miou, "mIoU on this scene"), key="crf_miou_curve")
-st.caption("F(Q) = E_Q[E] − H(Q), the energy expected under Q minus Q's entropy: mean field "
-           "looks for the Q that makes it smallest, which is the Q closest to the CRF's "
-           "distribution in KL divergence. It falls quickly and then stays: a few iterations "
-           "do almost all the work.")
+@st.fragment
+def dense_crf() -> None:
+    """Parameters, the ten iterations, the iteration slider and the held-out scores: moving a
+    parameter reruns this, not the chain above."""
+    if "crf_w1" not in st.session_state:
+        st.session_state["crf_preset"] = RELEASED
+        apply_preset()
+    preset = share.widget(st.radio, "Parameters", PRESETS, key="crf_preset",
+                          on_change=apply_preset, horizontal=True,
+                          help="The released values of DeepLab-CRF-LargeFOV, or the sliders "
+                               "restricted to the grids the DeepLab papers searched (on 100 VOC "
+                               "val images).")
+    ranges = {**WIDE, **{p: tuple(g) for p, g in SEARCH_RANGES.get(preset, {}).items()}}
+    params = {}
+    for column, param in zip(st.columns(5), DEEPLAB_V1_LARGEFOV):
+        low, high, step = ranges[param]
+        params[param] = share.widget(column.slider, PARAM_LABELS[param], float(low),
+                                     float(high), step=float(step), key=f"crf_{param}")
+    if preset != RELEASED:
+        st.caption("Grid of " + preset + ": " + ", ".join(
+            f"{PARAM_LABELS[p].split(' ')[0]} ∈ [{g.low:g}:{g.step:g}:{g.high:g}]"
+            for p, g in SEARCH_RANGES[preset].items())
+            + " (low:step:high); w₂ and θγ stay free.")
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def held_out(name, device, source, params_key):
-    """The with/without-CRF table on the held-out scenes for one parameter setting."""
-    bar = st.progress(0.0, text="Segmenting and refining held-out scenes…")
-    table = experiments.crf_miou_table(
-        resources.segmenter(name, device), experiments.held_out_scenes(HELD_OUT),
-        iterations=ITERATIONS, progress=lambda done, total: bar.progress(
-            done / total, text=f"Scene {done} of {total}"), **dict(params_key))
-    bar.empty()
-    return table
+    run = dense_run(image_key, name, device, tuple(params.items()), image, prediction.probs,
+                    truth)
+    st.caption(f"The 10 iterations took {run.seconds:.2f} s on {device} for "
+               f"{image.shape[1]}×{image.shape[0]} pixels and {len(classes)} classes; every "
+               "iteration is kept, so the slider below only picks one.")
+    scrubber(run)
+    # The curves do not follow the slider (the metrics above do): redrawn at every step they
+    # would double its response time.
+    curves = st.columns(3 if run.miou is not None else 2)
+    curves[0].plotly_chart(iteration_curve(run.free_energy, "Free energy F(Q) per pixel"),
+                           key="crf_energy_curve")
+    curves[1].plotly_chart(iteration_curve(run.kl, "KL(Q_t ‖ Q_t−1) per pixel", log_y=True),
+                           key="crf_kl_curve")
+    if run.miou is not None:
+        curves[2].plotly_chart(iteration_curve(run.miou, "mIoU on this scene"),
+                               key="crf_miou_curve")
+    st.caption("F(Q) = E_Q[E] − H(Q), the energy expected under Q minus Q's entropy: mean field "
+               "looks for the Q that makes it smallest, which is the Q closest to the CRF's "
+               "distribution in KL divergence. It falls quickly and then stays: a few iterations "
+               "do almost all the work.")
+
+    st.subheader(f"Before and after on {HELD_OUT} held-out synthetic scenes")
+    if not street_model:
+        st.info("The held-out scenes have street labels; pick one of SegLab's networks to score "
+                "it.")
+    elif st.toggle(f"Measure mIoU with and without the CRF on {HELD_OUT} scenes the network "
+                   "never saw, with the parameters above", key="crf_held_out"):
+        table = held_out(name, device, prediction.source, tuple(params.items()))
+        r1, r2, r3 = st.columns(3)
+        r1.metric("mIoU without CRF", f"{table.miou_without:.2%}")
+        r2.metric("mIoU with CRF", f"{table.miou_with:.2%}",
+                  delta=f"{table.gain * 100:+.2f} points")
+        r3.metric("Time", f"{table.seconds_network:.1f} s network, {table.seconds_crf:.1f} s CRF")
+        st.dataframe(pd.DataFrame(table.rows), hide_index=True, key="crf_held_out_rows",
+                     column_config={c: st.column_config.NumberColumn(format="percent") for c in
+                                    ("mIoU without CRF", "mIoU with CRF", "pixels changed")})
 
 
-st.subheader(f"Before and after on {HELD_OUT} held-out synthetic scenes")
-if not street_model:
-    st.info("The held-out scenes have street labels; pick one of SegLab's networks to score it.")
-elif st.toggle(f"Measure mIoU with and without the CRF on {HELD_OUT} scenes the network never "
-               "saw, with the parameters above", key="crf_held_out"):
-    table = held_out(name, device, prediction.source, tuple(params.items()))
-    r1, r2, r3 = st.columns(3)
-    r1.metric("mIoU without CRF", f"{table.miou_without:.2%}")
-    r2.metric("mIoU with CRF", f"{table.miou_with:.2%}",
-              delta=f"{table.gain * 100:+.2f} points")
-    r3.metric("Time", f"{table.seconds_network:.1f} s network, {table.seconds_crf:.1f} s CRF")
-    st.dataframe(pd.DataFrame(table.rows), hide_index=True, key="crf_held_out_rows",
-                 column_config={c: st.column_config.NumberColumn(format="percent") for c in
-                                ("mIoU without CRF", "mIoU with CRF", "pixels changed")})
+dense_crf()
 widgets.show_code(experiments.crf_on_prediction, seg.crf.DenseCRF._update,
                   seg.crf.DenseCRF.free_energy)
