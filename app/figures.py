@@ -64,6 +64,90 @@ def heat_picture(values: np.ndarray, lo: float = 0.0, hi: float = 1.0, *,
     return np.asarray(canvas)
 
 
+def curve_svg(values, title: str, *, xlabel: str = "iteration", log_y: bool = False,
+              mark: int | None = None, width: int = 360, height: int = 210) -> str:
+    """A line with one marker per value, as an SVG document for `st.image`.
+
+    For short per-step curves that follow a slider: a few hundred bytes the browser draws at
+    once, where a plotly figure costs a chart's layout and redraw at every step. `mark` rings
+    one step (the slider's) and draws a dashed line through it. Non-finite values (and, on a
+    log scale, values ≤ 0) are left out of the line.
+
+    Returns:
+        "<svg …>…</svg>", `width` × `height` user units, scaled to its column.
+    """
+    import html
+
+    ys = np.asarray(values, dtype=float)
+    n = len(ys)
+    keep = np.isfinite(ys) & ((ys > 0) if log_y else True)
+    shown = np.log10(ys[keep]) if log_y else ys[keep]
+    lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    ticks = _ticks(lo, hi, log_y)
+    lo, hi = lo - 0.06 * (hi - lo), hi + 0.06 * (hi - lo)
+    left, right, top, bottom = 62, 12, 28, 36
+    inner_w, inner_h = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        return left + (x / (n - 1) if n > 1 else 0.5) * inner_w
+
+    def sy(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * inner_h
+
+    def label(v: float) -> str:
+        if not log_y:
+            return f"{v:.4g}"
+        return f"1e{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{10 ** v:.2g}"
+
+    font = 'font-family="sans-serif" fill="#31333f"'
+    text = font + ' font-size="11"'
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{left}" y="16" {font} font-size="13">{html.escape(title)}</text>']
+    for v in ticks:
+        y = sy(v)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                     'stroke="#e6e9ef"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {text}>'
+                     f'{label(v)}</text>')
+    step = max(1, -(-(n - 1) // 10))
+    for x in range(0, n, step):
+        parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 15}" text-anchor="middle" '
+                     f'{text}>{x}</text>')
+    parts.append(f'<text x="{left + inner_w / 2:.1f}" y="{height - 4}" text-anchor="middle" '
+                 f'{text}>{html.escape(xlabel)}</text>')
+    if mark is not None and 0 <= mark < n:
+        parts.append(f'<line x1="{sx(mark):.1f}" x2="{sx(mark):.1f}" y1="{top}" '
+                     f'y2="{top + inner_h}" stroke="#ff4b4b" stroke-dasharray="4 3"/>')
+    points = [(sx(x), sy(v)) for x, v in zip(np.flatnonzero(keep), shown)]
+    if len(points) > 1:
+        parts.append('<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="'
+                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
+    for x, y in points:
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#1f77b4"/>')
+    if mark is not None and 0 <= mark < n and keep[mark]:
+        v = np.log10(ys[mark]) if log_y else ys[mark]
+        parts.append(f'<circle cx="{sx(mark):.1f}" cy="{sy(v):.1f}" r="6" fill="none" '
+                     'stroke="#ff4b4b" stroke-width="2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _ticks(lo: float, hi: float, log: bool) -> np.ndarray:
+    """Round values between lo and hi for an axis: whole decades on a log axis (lo, hi are
+    exponents), else multiples of 1, 2, 2.5 or 5 × 10^k, about four of them."""
+    if log and np.ceil(lo) <= np.floor(hi):
+        decades = np.arange(np.ceil(lo), np.floor(hi) + 1)
+        return decades[::max(1, -(-len(decades) // 5))]
+    raw = (hi - lo) / 4
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = power * min((m for m in (1, 2, 2.5, 5, 10) if m * power >= raw), default=10)
+    return np.arange(np.ceil(lo / step) * step, hi + 1e-9 * step, step)
+
+
 def heatmap(values: np.ndarray, title: str = "", *, zmin=None, zmax=None,
             colorscale: str = "Viridis", height: int = 320, colorbar: str = "",
             text: np.ndarray | None = None) -> go.Figure:

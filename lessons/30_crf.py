@@ -373,15 +373,6 @@ def changed_picture(run, t: int) -> np.ndarray:
     return np.where(run.changed(t)[:, :, None], seg.viz.colorize(run.labels[t], palette), faded)
 
 
-def iteration_curve(values, title: str, *, log_y: bool = False) -> go.Figure:
-    """A per-iteration curve, one marker per iteration."""
-    fig = figures.curves({title: (list(range(len(values))), values)}, title, xlabel="iteration",
-                         height=240, log_y=log_y)
-    fig.update_traces(mode="lines+markers")
-    fig.update_layout(showlegend=False)
-    return fig
-
-
 @st.fragment
 def scrubber(run) -> None:
     """The iteration slider and what it picks: moving it reruns only this."""
@@ -413,12 +404,25 @@ def scrubber(run) -> None:
                     delta=f"{(run.miou[t] - run.miou[0]) * 100:+.2f} points since 0")
     else:
         m[3].metric("mIoU on this scene", "–", help="Only synthetic scenes have true labels.")
+    # Drawn as small SVG pictures, cheap enough to redraw at every step with the iteration
+    # ringed (three plotly figures here cost 60 ms of every response).
+    curves = [("Free energy F(Q) per pixel", run.free_energy, False),
+              ("KL(Q_t ‖ Q_t−1) per pixel", run.kl, True)]
+    if run.miou is not None:
+        curves.append(("mIoU on this scene", run.miou, False))
+    for column, (title, values, log_y) in zip(st.columns(len(curves)), curves):
+        column.image(figures.curve_svg(values, title, log_y=log_y, mark=t), width="stretch")
 
 
 @st.fragment
 def dense_crf() -> None:
     """Parameters, the ten iterations, the iteration slider and the held-out scores: moving a
     parameter reruns this, not the chain above."""
+    # At a move of a parameter, run the CRF before drawing anything: meanwhile the browser has
+    # nothing to redraw, which leaves the CPU to the CRF. The first run sets the values first.
+    known = {param: st.session_state.get(f"crf_{param}") for param in DEEPLAB_V1_LARGEFOV}
+    if None not in known.values():
+        dense_run(image_key, name, device, tuple(known.items()), image, prediction.probs, truth)
     if "crf_w1" not in st.session_state:
         st.session_state["crf_preset"] = RELEASED
         apply_preset()
@@ -445,16 +449,6 @@ def dense_crf() -> None:
                f"{image.shape[1]}×{image.shape[0]} pixels and {len(classes)} classes; every "
                "iteration is kept, so the slider below only picks one.")
     scrubber(run)
-    # The curves do not follow the slider (the metrics above do): redrawn at every step they
-    # would double its response time.
-    curves = st.columns(3 if run.miou is not None else 2)
-    curves[0].plotly_chart(iteration_curve(run.free_energy, "Free energy F(Q) per pixel"),
-                           key="crf_energy_curve")
-    curves[1].plotly_chart(iteration_curve(run.kl, "KL(Q_t ‖ Q_t−1) per pixel", log_y=True),
-                           key="crf_kl_curve")
-    if run.miou is not None:
-        curves[2].plotly_chart(iteration_curve(run.miou, "mIoU on this scene"),
-                               key="crf_miou_curve")
     st.caption("F(Q) = E_Q[E] − H(Q), the energy expected under Q minus Q's entropy: mean field "
                "looks for the Q that makes it smallest, which is the Q closest to the CRF's "
                "distribution in KL divergence. It falls quickly and then stays: a few iterations "

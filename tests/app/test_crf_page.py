@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -160,8 +161,37 @@ def test_iteration_scrubber_and_parameters_rerender_with_matching_numbers(page):
     page.slider(key="crf_w1").set_value(10.0).run()
     no_exception(page)
     assert metric(page, "Pixels changed") != changed_at_10
-    energy = values(chart(page, "crf_energy_curve")["data"][0])
-    assert len(energy) == 11 and metric(page, "Free energy F(Q) per pixel") == f"{energy[-1]:.4f}"
+    params["w1"] = 10.0
+    run = experiments.crf_on_prediction(scene.image, prediction.probs, iterations=10, **params)
+    assert metric(page, "Free energy F(Q) per pixel") == f"{run.free_energy[-1]:.4f}"
+    # The curves: one marker per iteration and a ring on the slider's, which follows it.
+    curves = curve_pictures(page)
+    assert list(curves) == ["Free energy F(Q) per pixel", "KL(Q_t ‖ Q_t−1) per pixel",
+                            "mIoU on this scene"]
+    energy = curves["Free energy F(Q) per pixel"]
+    assert energy.count("<circle") == 11 + 1
+    page.slider(key="crf_iteration").set_value(2).run()
+    moved = curve_pictures(page)["Free energy F(Q) per pixel"]
+    assert moved.count("<circle") == 12 and ring(moved) != ring(energy)
+    assert ring(moved)[0] == pytest.approx(ring(energy)[0] - 8 * (ring(energy)[0] - 62) / 10,
+                                           abs=0.2)
+    page.slider(key="crf_iteration").set_value(10).run()
+
+
+def curve_pictures(at) -> dict[str, str]:
+    """The SVG curves on the page by title (their first <text>)."""
+    out = {}
+    for _, url in pictures(at):
+        if url.startswith("data:image/svg+xml;base64,"):
+            svg = base64.b64decode(url.split(",", 1)[1]).decode()
+            out[re.search(r"<text[^>]*>([^<]*)</text>", svg).group(1)] = svg
+    return out
+
+
+def ring(svg: str) -> tuple[float, float]:
+    """Centre of the ringed marker (the slider's iteration) in an SVG curve."""
+    x, y = re.search(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="6"', svg).groups()
+    return float(x), float(y)
 
 
 def test_search_grid_preset_snaps_the_sliders_to_the_papers_grid(page):
