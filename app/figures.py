@@ -38,30 +38,66 @@ def image(array: np.ndarray, title: str = "", *, height: int = 320,
 
 
 def heat_picture(values: np.ndarray, lo: float = 0.0, hi: float = 1.0, *,
-                 cmap: str = "viridis") -> np.ndarray:
+                 cmap: str = "viridis",
+                 ticks: list[tuple[float, str]] | None = None) -> np.ndarray:
     """A scalar map (H, W) painted with `seg.viz.heat`, its colour scale drawn on the right.
 
     A picture for `st.image`, where a plotly heatmap would be too slow to redraw at every
     step of a slider (a 256² map is ~0.6 MB of JSON that plotly.js paints cell by cell).
 
+    Args:
+        values, lo, hi, cmap: as `seg.viz.heat` (lo gets the first colour, hi the last).
+        ticks: (value, label) pairs to mark on the bar; by default hi at the top and lo at
+            the bottom, written with `:g`.
+
     Returns:
         uint8 (H, W + bar, 3): the map, a gap, a vertical bar from `hi` (top) to `lo`, and
-        the two values written beside it.
+        the labels beside it.
     """
     import seg.viz
     from PIL import ImageDraw
 
     painted = seg.viz.heat(values, lo, hi, cmap)  # (H, W, 3)
     height = painted.shape[0]
+    if ticks is None:
+        ticks = [(hi, f"{hi:g}"), (lo, f"{lo:g}")]
     ramp = seg.viz.colormap(cmap)[np.linspace(255, 0, height).round().astype(int)]  # (H, 3)
-    bar = np.full((height, 44, 3), 255, np.uint8)
+    bar = np.full((height, 22 + 6 * max(len(label) for _, label in ticks), 3), 255, np.uint8)
     bar[:, 4:14] = ramp[:, None]
     canvas = Image.fromarray(np.concatenate([painted, bar], axis=1))
     draw = ImageDraw.Draw(canvas)
     x = painted.shape[1] + 16
-    draw.text((x, 0), f"{hi:g}", fill=(0, 0, 0))
-    draw.text((x, max(0, height - 11)), f"{lo:g}", fill=(0, 0, 0))
+    for value, label in ticks:
+        y = (hi - value) / (hi - lo) * (height - 1) if hi != lo else 0.0  # the value's row
+        draw.line([(x - 2, y), (x, y)], fill=(0, 0, 0))
+        draw.text((x + 2, min(max(y - 5, 0), height - 11)), label, fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+def depth_picture(z: np.ndarray, *, near: float, far: float, inverse: bool,
+                  unit: str = "m") -> np.ndarray:
+    """A depth map (H, W) as `seg.depth.to_grey`'s grey levels, a bar on the right labelled
+    in distances (`unit`), for `st.image`.
+
+    A picture rather than a plotly heatmap: a range slider redraws it at every step, and a
+    256² heatmap with its depths for the hover is over a megabyte to send and paint.
+
+    Returns:
+        uint8 (H, W + bar, 3); the first W columns are the grey levels in all three channels.
+    """
+    from seg import depth as seg_depth
+
+    grey = seg_depth.to_grey(z, near=near, far=far, inverse=inverse)
+    ticks = [v for v in (0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if near <= v <= far]
+    ticks = sorted({near, far, *ticks})
+    levels = seg_depth.to_grey(np.array(ticks, dtype=float), near=near, far=far, inverse=inverse)
+    shown = [0]  # the near end; then each tick at least 28 grey levels from the last one shown
+    for k in range(1, len(ticks)):
+        if abs(int(levels[k]) - int(levels[shown[-1]])) >= 28:
+            shown.append(k)
+    shown[-1] = len(ticks) - 1  # the far end is always labelled
+    return heat_picture(grey, 0, 255, cmap="grey",
+                        ticks=[(float(levels[k]), f"{ticks[k]:.3g} {unit}") for k in shown])
 
 
 def curve_svg(values, title: str, *, xlabel: str = "iteration", log_y: bool = False,

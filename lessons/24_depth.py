@@ -70,35 +70,10 @@ if near == far:
     far = near * 10
 
 
-def depth_figure(z: np.ndarray, title: str, *, near: float, far: float, inverse: bool,
-                 unit: str = "m") -> go.Figure:
-    """The depth as grey levels, with a colour bar labelled in distances and hover in metres."""
-    grey = seg_depth.to_grey(z, near=near, far=far, inverse=inverse)
-    ticks = [v for v in (0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if near <= v <= far]
-    ticks = sorted({near, far, *ticks})
-    levels = seg_depth.to_grey(np.array(ticks, dtype=float), near=near, far=far, inverse=inverse)
-    shown = [0]  # the near end; then each tick at least 28 grey levels from the last one shown
-    for k in range(1, len(ticks)):
-        if abs(int(levels[k]) - int(levels[shown[-1]])) >= 28:
-            shown.append(k)
-    shown[-1] = len(ticks) - 1  # the far end is always labelled
-    ticks, levels = [ticks[k] for k in shown], levels[shown]
-    fig = go.Figure(go.Heatmap(
-        z=grey, zmin=0, zmax=255, colorscale=[[0, "black"], [1, "white"]], customdata=z,
-        colorbar=dict(title=unit, thickness=12, tickvals=levels.tolist(),
-                      ticktext=[f"{t:g} {unit}" for t in ticks]),
-        hovertemplate="x %{x}, y %{y}<br>depth %{customdata:.2f} " + unit
-                      + "<br>grey level %{z}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_layout(title=title, height=320, margin=figures.MARGIN)
-    return fig
-
-
 left, right = st.columns(2)
-left.plotly_chart(figures.image(scene.image, f"Synthetic scene #{scene.seed}"), key="depth_scene")
-right.plotly_chart(depth_figure(scene.depth, f"Its depth, grey levels linear in {convention}",
-                                near=near, far=far, inverse=inverse), key="depth_grey")
+left.image(scene.image, caption=f"Synthetic scene #{scene.seed}", width="stretch")
+right.image(figures.depth_picture(scene.depth, near=near, far=far, inverse=inverse),
+            caption=f"Its depth, grey levels linear in {convention}", width="stretch")
 
 spacing = {}  # convention -> (depth of each gap between neighbouring levels, its size), nearest first
 for name, flag in CONVENTIONS.items():
@@ -228,10 +203,10 @@ else:
                        f"{' (relative units)' if relative else ''}; "
                        f"{(~measured).mean():.0%} of the pixels have no measurement (0).")
             left, right = st.columns(2)
-            left.plotly_chart(figures.image(chosen.array, chosen.name), key="depth_user_image")
-            right.plotly_chart(depth_figure(user_depth, "Its depth (inverse-depth grey levels)",
-                                            near=lo, far=hi, inverse=True, unit=unit),
-                               key="depth_user_grey")
+            left.image(chosen.array, caption=chosen.name, width="stretch")
+            right.image(figures.depth_picture(user_depth, near=lo, far=hi, inverse=True,
+                                              unit=unit),
+                        caption="Its depth (inverse-depth grey levels)", width="stretch")
             every = max(1, round(max(width, height) / 160))
             focal = seg_depth.focal_from_fov(st.session_state.get("depth_fov", 55), width)
             user_cloud = seg_depth.point_cloud(chosen.array, user_depth, focal=focal, step=every)

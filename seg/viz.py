@@ -42,6 +42,7 @@ _ANCHORS = {
         (59, 76, 192), (98, 130, 234), (141, 176, 254), (184, 208, 249), (221, 221, 221),
         (245, 196, 173), (244, 154, 123), (222, 96, 77), (180, 4, 38),
     ],
+    "grey": [(0, 0, 0), (255, 255, 255)],
 }
 
 
@@ -251,7 +252,8 @@ def grey(values, lo=None, hi=None, invert: bool = False) -> np.ndarray:
 
 
 def colormap(name: str = "viridis") -> np.ndarray:
-    """The 256-colour table behind :func:`heat`: "viridis" or the diverging "coolwarm".
+    """The 256-colour table behind :func:`heat`: "viridis", the diverging "coolwarm", or "grey"
+    (black to white, entry k = (k, k, k)).
 
     Args:
         name: colormap name.
@@ -283,7 +285,7 @@ def heat(values, lo: float | None = 0.0, hi: float | None = 1.0, cmap: str = "vi
         values: array (H, W) of numbers.
         lo: value mapped to the low end (None: the minimum).
         hi: value mapped to the high end (None: the maximum).
-        cmap: "viridis" or "coolwarm".
+        cmap: "viridis", "coolwarm" or "grey".
 
     Returns:
         uint8 image (H, W, 3).

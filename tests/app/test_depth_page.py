@@ -9,7 +9,8 @@ from PIL import Image
 
 import seg
 from seg import depth
-from tests.app.conftest import encoded, no_exception, open_page, upload
+from app import figures
+from tests.app.conftest import encoded, no_exception, open_page, pictures, upload
 
 
 def figures_of(at, kind: str) -> list[dict]:
@@ -38,13 +39,23 @@ def depth_png(metres: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def depth_picture_url(at) -> str:
+    return next(url for caption, url in pictures(at) if caption.startswith("Its depth, grey"))
+
+
 def test_grey_depth_and_point_cloud_of_the_default_scene():
     at = open_page("24_depth.py")
     no_exception(at)
     assert at.title[0].value == "Depth maps"
     scene = seg.synthetic.scene(7)
-    grey = values(figures_of(at, "heatmap")[0]["data"][0]["z"])
-    np.testing.assert_array_equal(grey, depth.to_grey(scene.depth, near=2, far=200, inverse=True))
+    captions = [caption for caption, _ in pictures(at)]
+    assert "Its depth, grey levels linear in inverse depth 1/Z" in captions
+    # The picture the page draws: the grey levels, and a bar from white (near) to black.
+    picture = figures.depth_picture(scene.depth, near=2, far=200, inverse=True)
+    grey = depth.to_grey(scene.depth, near=2, far=200, inverse=True)
+    assert (picture[:, :256] == grey[..., None]).all()
+    bar = picture[:, 256 + 8]  # (256, 3) a column through the bar
+    assert bar[0].tolist() == [255] * 3 and bar[-1].tolist() == [0] * 3
     assert grey[-1].mean() > grey[scene.labels.shape[0] // 2].mean()  # near ground brighter
 
     cloud = figures_of(at, "scatter3d")[0]["data"][0]
@@ -62,13 +73,31 @@ def test_grey_depth_and_point_cloud_of_the_default_scene():
     assert len(values(cloud["x"])) == int(((kept > 0) & (kept <= 60)).sum())
 
 
-def test_linear_convention_changes_the_grey_levels():
+def test_linear_convention_and_the_range_change_the_grey_levels():
     at = open_page("24_depth.py")
+    inverse = depth_picture_url(at)
     at.radio(key="depth_convention").set_value("depth Z").run()
     no_exception(at)
-    grey = values(figures_of(at, "heatmap")[0]["data"][0]["z"])
+    assert "Its depth, grey levels linear in depth Z" in [c for c, _ in pictures(at)]
+    linear = depth_picture_url(at)
+    assert linear != inverse
+    at.select_slider(key="depth_range").set_value((5, 100)).run()
+    no_exception(at)
+    assert depth_picture_url(at) not in (inverse, linear)
     scene = seg.synthetic.scene(7)
-    np.testing.assert_array_equal(grey, depth.to_grey(scene.depth, near=2, far=200, inverse=False))
+    a = figures.depth_picture(scene.depth, near=2, far=200, inverse=False)[:, :256, 0]
+    b = figures.depth_picture(scene.depth, near=2, far=200, inverse=True)[:, :256, 0]
+    np.testing.assert_array_equal(a, depth.to_grey(scene.depth, near=2, far=200, inverse=False))
+    assert (a != b).mean() > 0.5
+
+
+def test_depth_picture_labels_the_bar_in_distances():
+    z = np.linspace(1, 50, 64 * 64).reshape(64, 64)
+    with_labels = figures.depth_picture(z, near=1, far=50, inverse=True, unit="m")
+    short = figures.depth_picture(z, near=1, far=50, inverse=True, unit="")
+    assert with_labels.shape[0] == 64 and with_labels.shape[1] > short.shape[1] > 64
+    # Text was written beside the bar: dark pixels right of it.
+    assert (with_labels[:, 64 + 18:] < 128).any()
 
 
 def test_depth_adds_to_colour_in_the_measurement():
