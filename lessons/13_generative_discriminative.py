@@ -314,10 +314,8 @@ on colour** with quadratic features, so both again have the same kind of boundar
     for name, label in (("generative", "Colour Gaussians"),
                         ("discriminative", "Logistic regression")):
         pictures.append((seg.viz.colorize(getattr(result, name), palette), label))
-    for column, (array, title), tag in zip(st.columns(4), pictures,
-                                           ("image", "truth", "gen", "dis")):
-        column.plotly_chart(figures.image(array, title, height=260),
-                            key=f"generative_pixels_{tag}")
+    for column, (array, title) in zip(st.columns(4), pictures):
+        column.image(array, caption=title, width="stretch")
     widgets.legend(scene.labels, classes, palette)
     m = st.columns(4)
     for i, (name, label) in enumerate((("generative", "colour Gaussians"),

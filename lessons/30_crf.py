@@ -164,7 +164,9 @@ def strips(bands: list[tuple[str, np.ndarray]], title: str) -> go.Figure:
         is_labels = values.ndim == 1
         canvas[top:top + band] = colours[values] if is_labels else values
         hover[top:top + band] = [labels[v] for v in values] if is_labels else "colour"
-    fig = go.Figure(go.Image(z=canvas, customdata=hover,
+    # The colours travel as a PNG: as a list of numbers they cost plotly more than the rest
+    # of the chart (see figures.image).
+    fig = go.Figure(go.Image(source=figures.png_data_uri(canvas), customdata=hover,
                              hovertemplate="pixel %{x}: %{customdata}<extra></extra>"))
     fig.add_shape(type="rect", x0=start - 0.5, x1=start + length - 0.5, y0=-2,
                   y1=canvas.shape[0] + 1, line=dict(color="black", width=2))
