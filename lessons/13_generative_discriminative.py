@@ -82,13 +82,15 @@ class Plane:
     def __init__(self, x: np.ndarray, separation: float):
         self.low = np.minimum(x.min(0), [-separation / 2 - 3.5, -3.5]) - 0.5
         self.high = np.maximum(x.max(0), [separation / 2 + 3.5, 3.5]) + 0.5
-        self.gx = np.linspace(self.low[0], self.high[0], 140)
-        self.gy = np.linspace(self.low[1], self.high[1], 120)
+        # ~5 screen pixels a cell: plotly draws contour lines across the cells, and a finer
+        # grid only makes each figure heavier to send (it was 1 MB at 140×120 in float64).
+        self.gx = np.linspace(self.low[0], self.high[0], 100)
+        self.gy = np.linspace(self.low[1], self.high[1], 86)
         self.points = np.stack(np.meshgrid(self.gx, self.gy), -1).reshape(-1, 2)  # (G, 2)
 
     def map(self, values: np.ndarray) -> np.ndarray:
-        """Values at the grid points as a (rows = x₂, columns = x₁) array."""
-        return values.reshape(len(self.gy), len(self.gx))
+        """Values at the grid points as a (rows = x₂, columns = x₁) float32 array."""
+        return values.reshape(len(self.gy), len(self.gx)).astype(np.float32)
 
     def boundary(self, model, name: str, dash: str = "solid", colour: str = "black"):
         """The line where P(y = 1 | x) = 0.5."""
