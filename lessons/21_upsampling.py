@@ -239,9 +239,8 @@ for column, name in zip(columns, ("segnet", "fcn8s")):
             st.error(f"{resources.title(name)} cannot run here: {error}", icon="🚫")
             continue
         palette = widgets.palette(prediction.classes)
-        st.plotly_chart(figures.image(seg.viz.overlay(chosen.array, prediction.labels.numpy(),
-                                                      palette), resources.title(name)),
-                        key=f"upsampling_{name}_prediction")
+        st.image(seg.viz.overlay(chosen.array, prediction.labels.numpy(), palette),
+                 caption=resources.title(name), width="stretch")
         widgets.provenance(prediction, device)
         net = resources.segmenter(name, device)
         rows.append({
