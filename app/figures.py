@@ -138,11 +138,11 @@ def curve_svg(values, title: str, *, xlabel: str = "iteration", log_y: bool = Fa
         return f"1e{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{10 ** v:.2g}"
 
     font = 'font-family="sans-serif" fill="#31333f"'
-    text = font + ' font-size="11"'
+    text = font + ' font-size="12"'
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="16" {font} font-size="13">{html.escape(title)}</text>']
+             f'<text x="{left}" y="16" {font} font-size="14">{html.escape(title)}</text>']
     for v in ticks:
         y = sy(v)
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '

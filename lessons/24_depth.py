@@ -70,10 +70,10 @@ if near == far:
     far = near * 10
 
 
-left, right = st.columns(2)
+grey = figures.depth_picture(scene.depth, near=near, far=far, inverse=inverse)
+left, right = st.columns([scene.image.shape[1], grey.shape[1]])  # the two at the same height
 left.image(scene.image, caption=f"Synthetic scene #{scene.seed}", width="stretch")
-right.image(figures.depth_picture(scene.depth, near=near, far=far, inverse=inverse),
-            caption=f"Its depth, grey levels linear in {convention}", width="stretch")
+right.image(grey, caption=f"Its depth, grey levels linear in {convention}", width="stretch")
 
 spacing = {}  # convention -> (depth of each gap between neighbouring levels, its size), nearest first
 for name, flag in CONVENTIONS.items():
@@ -107,9 +107,10 @@ st.markdown("The focal length comes from the field of view; SegLab's street came
             "and cars and people are flat cut-outs, because their depth is one number each.")
 
 
-def cloud_figure(cloud: seg_depth.PointCloud, title: str, unit: str = "m") -> go.Figure:
+def cloud_figure(cloud: seg_depth.PointCloud, title: str, unit: str = "m", *,
+                 step: int = 2) -> go.Figure:
     """A rotatable point cloud, each point in its pixel's colour, first seen from behind and
-    above the camera (which sits at the origin)."""
+    above the camera (which sits at the origin); points kept one in `step` are drawn larger."""
     colours = [f"rgb({r},{g},{b})" for r, g, b in cloud.colours.tolist()]
     x, y, z = cloud.points.T
     plotted = np.stack([x, z, y], axis=1)  # plot axes: X across, Z forward, Y up
@@ -123,7 +124,7 @@ def cloud_figure(cloud: seg_depth.PointCloud, title: str, unit: str = "m") -> go
         return dict(zip("xyz", unit_box.tolist()))
 
     fig = go.Figure(go.Scatter3d(
-        x=x, y=z, z=y, mode="markers", marker=dict(size=2, color=colours),
+        x=x, y=z, z=y, mode="markers", marker=dict(size=max(2, step), color=colours),
         customdata=np.stack([cloud.cols, cloud.rows], axis=1),
         hovertemplate=(f"X %{{x:.1f}} {unit}, Y %{{z:.1f}} {unit}, Z %{{y:.1f}} {unit}"
                        "<br>pixel (%{customdata[0]}, %{customdata[1]})<extra></extra>")))
@@ -152,8 +153,8 @@ def scene_cloud() -> None:
     focal = seg_depth.focal_from_fov(fov, scene.image.shape[1])
     cloud = seg_depth.point_cloud(scene.image, scene.depth, focal=focal, step=every,
                                   max_depth=farthest)
-    st.plotly_chart(cloud_figure(cloud, f"Scene #{scene.seed} in 3-D (f = {focal:.0f} px)"),
-                    key="depth_cloud")
+    st.plotly_chart(cloud_figure(cloud, f"Scene #{scene.seed} in 3-D (f = {focal:.0f} px)",
+                                 step=every), key="depth_cloud")
     kept = scene.depth[::every, ::every]
     st.metric("Points", f"{len(cloud.points):,}", help="Pixels kept by the subsampling whose depth "
               "is at most the farthest distance shown.")
@@ -203,17 +204,17 @@ else:
             st.success(f"Read {width}×{height} depths from {lo:.3g} to {hi:.3g} {unit}"
                        f"{' (relative units)' if relative else ''}; "
                        f"{(~measured).mean():.0%} of the pixels have no measurement (0).")
-            left, right = st.columns(2)
+            grey = figures.depth_picture(user_depth, near=lo, far=hi, inverse=True, unit=unit)
+            left, right = st.columns([width, grey.shape[1]])
             left.image(chosen.array, caption=chosen.name, width="stretch")
-            right.image(figures.depth_picture(user_depth, near=lo, far=hi, inverse=True,
-                                              unit=unit),
-                        caption="Its depth (inverse-depth grey levels)", width="stretch")
+            right.image(grey, caption="Its depth (inverse-depth grey levels)", width="stretch")
             every = max(1, round(max(width, height) / 160))
             focal = seg_depth.focal_from_fov(st.session_state.get("depth_fov", 55), width)
             user_cloud = seg_depth.point_cloud(chosen.array, user_depth, focal=focal, step=every)
             st.plotly_chart(cloud_figure(user_cloud, f"{chosen.name} in 3-D "
                                          f"({len(user_cloud.points):,} points, one every "
-                                         f"{every} px)", unit=unit), key="depth_user_cloud")
+                                         f"{every} px)", unit=unit, step=every),
+                            key="depth_user_cloud")
 
 # ---------------------------------------------------------------------------------------------
 st.header("4 · What depth adds to segmentation")
