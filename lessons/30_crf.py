@@ -348,13 +348,35 @@ def apply_preset() -> None:
         st.session_state[f"crf_{param}"] = float(value)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def smoothness(image_key, theta_gamma, device, shape) -> seg.crf.Kernel:
+    """The smoothness kernel's lattice for this picture size and θγ, shared by every run."""
+    with serving.heavy():
+        return seg.crf.smoothness_kernel(*shape, theta_gamma, device)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def appearance(image_key, theta_alpha, theta_beta, device, _image) -> seg.crf.Kernel:
+    """The appearance kernel's lattice for this picture, θα and θβ, shared by every run."""
+    with serving.heavy():
+        return seg.crf.appearance_kernel(_image, theta_alpha, theta_beta, device)
+
+
 @st.cache_data(max_entries=24, show_spinner="Running 10 mean-field iterations…")
 def dense_run(image_key, name, device, params_key, _image, _probs, _truth):
-    """All iterations of the CRF for one picture, network and parameter setting."""
+    """All iterations of the CRF for one picture, network and parameter setting. The kernels'
+    lattices are kept apart, so that moving a weight (w₁, w₂) does not rebuild them, and moving
+    one width rebuilds only its kernel."""
+    params = dict(params_key)
+    # Outside the slot below: a cached kernel may be waiting for another student's build.
+    kernels = dict(
+        smoothness=smoothness(image_key, params["theta_gamma"], device, _image.shape[:2]),
+        appearance=appearance(image_key, params["theta_alpha"], params["theta_beta"], device,
+                              _image))
     probs = _probs.to(device)  # the CRF runs where the network ran
     with serving.heavy():
         return experiments.crf_on_prediction(_image, probs, iterations=ITERATIONS, truth=_truth,
-                                             **dict(params_key))
+                                             **kernels, **params)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -12,9 +12,12 @@ from seg.crf.dense import (
     DEEPLAB_V1_LARGEFOV,
     SEARCH_RANGES,
     DenseCRF,
+    Kernel,
     SearchRange,
+    appearance_kernel,
     dense_crf,
     kl_divergence,
+    smoothness_kernel,
 )
 from seg.crf.lattice import GaussianFilter, Lattice
 from seg.crf.linear_chain import FeatureCounts, LinearChainCRF
@@ -25,9 +28,12 @@ __all__ = [
     "DenseCRF",
     "FeatureCounts",
     "GaussianFilter",
+    "Kernel",
     "Lattice",
     "LinearChainCRF",
     "SearchRange",
+    "appearance_kernel",
     "dense_crf",
     "kl_divergence",
+    "smoothness_kernel",
 ]

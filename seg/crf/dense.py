@@ -37,8 +37,11 @@ __all__ = [
     "SEARCH_RANGES",
     "SearchRange",
     "DenseCRF",
+    "Kernel",
+    "appearance_kernel",
     "dense_crf",
     "kl_divergence",
+    "smoothness_kernel",
 ]
 
 # The values commonly used with DeepLab-LargeFOV (bi_w=4, bi_xy_std=121, bi_rgb_std=5, pos_w=3,
@@ -95,8 +98,66 @@ def _image_tensor(image, height: int, width: int, device: torch.device) -> Tenso
     return pixels.to(device=device, dtype=torch.float32)
 
 
+class Kernel(NamedTuple):
+    """One of the CRF's two Gaussian kernels on one picture, built: its lattice, its
+    normalisation D^{-½} (N,), and the widths it was built with.
+
+    Building the lattices is about a third of a :class:`DenseCRF`'s work at 256², and it depends
+    on the picture and the widths θ only: a caller that varies the weights w₁, w₂ (or one width
+    at a time) can build each kernel once and pass it to every :class:`DenseCRF` it makes.
+    """
+
+    lattice: Lattice
+    norm: Tensor
+    widths: tuple[float, ...]
+
+
+def _kernel(features: Tensor, widths: tuple[float, ...]) -> Kernel:
+    lattice = Lattice(features)
+    return Kernel(lattice, 1.0 / torch.sqrt(lattice.row_sums() + 1e-20), widths)  # D_k^{-½}
+
+
+def _positions(height: int, width: int, device) -> Tensor:
+    """(N, 2) pixel positions (x, y) = (column, row), pixel n = y·W + x as in probs.reshape."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32, device=device),
+        torch.arange(width, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    return torch.stack([xs.flatten(), ys.flatten()], 1)
+
+
+def smoothness_kernel(height: int, width: int, theta_gamma: float, device=None) -> Kernel:
+    """The smoothness kernel exp(-‖p_i - p_j‖²/2θγ²) of a height × width picture.
+
+    Example:
+        >>> smoothness_kernel(4, 5, 3.0).lattice.num_points
+        20
+    """
+    if theta_gamma <= 0:
+        raise ValueError("the kernel width theta_gamma must be > 0")
+    return _kernel(_positions(height, width, device) / theta_gamma, (float(theta_gamma),))
+
+
+def appearance_kernel(image, theta_alpha: float, theta_beta: float, device=None) -> Kernel:
+    """The appearance kernel exp(-‖p_i - p_j‖²/2θα² - ‖I_i - I_j‖²/2θβ²) of an RGB picture
+    (uint8 colours, 0–255).
+
+    Example:
+        >>> appearance_kernel(np.zeros((4, 5, 3), np.uint8), 60.0, 5.0).widths
+        (60.0, 5.0)
+    """
+    if min(theta_alpha, theta_beta) <= 0:
+        raise ValueError("the kernel widths theta_alpha, theta_beta must be > 0")
+    height, width = np.shape(image)[:2] if not isinstance(image, Tensor) else image.shape[:2]
+    colour = _image_tensor(image, height, width, device).reshape(height * width, 3)  # (N, 3)
+    features = torch.cat([_positions(height, width, colour.device) / theta_alpha,
+                          colour / theta_beta], 1)
+    return _kernel(features, (float(theta_alpha), float(theta_beta)))
+
+
 class DenseCRF:
-    """Mean-field inference for one image: the two lattices are built here, once.
+    """Mean-field inference for one image: the two lattices are built here, once (or passed in).
 
     Use :func:`dense_crf` for the usual "probs in, refined probs out". This class is for looking
     inside: one :meth:`step` at a time, the messages, and the free energy per iteration.
@@ -109,6 +170,8 @@ class DenseCRF:
         theta_beta: its colour width θβ, in 0–255 units.
         w2: weight of the smoothness (Gaussian) kernel.
         theta_gamma: its spatial width θγ, in pixels.
+        smoothness, appearance: the kernels already built for this picture and these widths
+            (:func:`smoothness_kernel`, :func:`appearance_kernel`); built here when None.
 
     Example:
         >>> image = np.zeros((8, 10, 3), np.uint8)
@@ -129,6 +192,8 @@ class DenseCRF:
         theta_beta: float = DEEPLAB_V1_LARGEFOV["theta_beta"],
         w2: float = DEEPLAB_V1_LARGEFOV["w2"],
         theta_gamma: float = DEEPLAB_V1_LARGEFOV["theta_gamma"],
+        smoothness: Kernel | None = None,
+        appearance: Kernel | None = None,
     ) -> None:
         if probs.ndim != 3:
             raise ValueError(f"expected probs of shape (C, H, W), got {tuple(probs.shape)}")
@@ -137,20 +202,22 @@ class DenseCRF:
         c, h, w = probs.shape
         self.shape = (c, h, w)
         device = probs.device
-        colour = _image_tensor(image, h, w, device).reshape(h * w, 3)  # (N, 3)
-        # (x, y) = (column, row): pixel n = y·W + x, the order of probs.reshape(C, -1).
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=torch.float32, device=device),
-            torch.arange(w, dtype=torch.float32, device=device),
-            indexing="ij",
+        _image_tensor(image, h, w, device)  # the picture must be at the probs' size
+        kernels = (
+            smoothness or smoothness_kernel(h, w, theta_gamma, device),
+            appearance or appearance_kernel(image, theta_alpha, theta_beta, device),
         )
-        position = torch.stack([xs.flatten(), ys.flatten()], 1)  # (N, 2)
-        smoothness = Lattice(position / theta_gamma)
-        appearance = Lattice(torch.cat([position / theta_alpha, colour / theta_beta], 1))
-
-        lattices = (smoothness, appearance)
-        norms = [1.0 / torch.sqrt(lat.row_sums() + 1e-20) for lat in lattices]  # D_k^{-½}
-        self._messages = GaussianFilter(lattices, norms, [w2 * norms[0], w1 * norms[1]])
+        for kernel, widths, name in ((kernels[0], (theta_gamma,), "smoothness"),
+                                     (kernels[1], (theta_alpha, theta_beta), "appearance")):
+            if kernel.lattice.num_points != h * w:
+                raise ValueError(f"the {name} kernel was built for {kernel.lattice.num_points} "
+                                 f"pixels, but probs have {h}×{w}")
+            if kernel.widths != tuple(float(t) for t in widths):
+                raise ValueError(f"the {name} kernel was built with widths {kernel.widths}, "
+                                 f"not {tuple(widths)}")
+        norms = [kernel.norm for kernel in kernels]
+        self._messages = GaussianFilter([kernel.lattice for kernel in kernels], norms,
+                                        [w2 * norms[0], w1 * norms[1]])
         clipped = probs.detach().to(torch.float32).reshape(c, h * w).clamp(_MIN_PROB, 1.0)
         self.unary = torch.log(clipped).neg_().T.contiguous()  # (N, C)
         self._scratch = torch.empty_like(self.unary)  # reused by every update

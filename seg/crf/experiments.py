@@ -38,7 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from seg import metrics, synthetic
-from seg.crf.dense import DEEPLAB_V1_LARGEFOV, DenseCRF, dense_crf
+from seg.crf.dense import DEEPLAB_V1_LARGEFOV, DenseCRF, Kernel, dense_crf
 from seg.crf.linear_chain import LinearChainCRF
 from seg.io import fit_within
 
@@ -444,6 +444,7 @@ class CRFRun:
 
 
 def crf_on_prediction(image, probs: Tensor, *, iterations: int = 10, truth=None,
+                      smoothness: Kernel | None = None, appearance: Kernel | None = None,
                       **params: float) -> CRFRun:
     """Run the fully-connected CRF once and keep every iteration, for scrubbing and curves.
 
@@ -457,6 +458,8 @@ def crf_on_prediction(image, probs: Tensor, *, iterations: int = 10, truth=None,
             their device.
         iterations: mean-field updates S.
         truth: int (H, W) true labels for the mIoU per iteration, or None.
+        smoothness, appearance: the kernels already built for this picture and these widths
+            (see :class:`~seg.crf.Kernel`), e.g. kept while only the weights change.
         **params: w1, theta_alpha, theta_beta, w2, theta_gamma (default DeepLab-LargeFOV's).
 
     Example:
@@ -466,7 +469,7 @@ def crf_on_prediction(image, probs: Tensor, *, iterations: int = 10, truth=None,
         ((4, 6, 7), 4)
     """
     params = {**DEEPLAB_V1_LARGEFOV, **params}
-    crf = DenseCRF(image, probs, **params)
+    crf = DenseCRF(image, probs, smoothness=smoothness, appearance=appearance, **params)
     start = time.perf_counter()
     qs, energy, kl = crf.trace(iterations)
     if probs.device.type == "cuda":

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import seg.crf as seg_crf
 from seg.crf import DenseCRF, GaussianFilter, Lattice, dense_crf, kl_divergence
 
 f32 = np.float32
@@ -306,3 +307,24 @@ def test_gpu_equals_cpu():
     assert gpu.device.type == "cuda"
     assert (gpu.cpu() - cpu).abs().max() < 1e-4
     assert (gpu.cpu().argmax(0) == cpu.argmax(0)).float().mean() >= 0.999
+
+
+def test_kernels_built_once_give_the_same_crf_and_must_match():
+    image, probs = toy_problem(18, 22, 3, seed=11)
+    params = dict(w1=5.0, theta_alpha=9.0, theta_beta=6.0, w2=2.0, theta_gamma=2.5)
+    smooth = seg_crf.smoothness_kernel(18, 22, 2.5)
+    look = seg_crf.appearance_kernel(image, 9.0, 6.0)
+    fresh = DenseCRF(image, probs, **params).run(4)
+    for w1, w2 in ((5.0, 2.0), (1.0, 7.0)):  # weights change, the kernels stay
+        reused = DenseCRF(image, probs, **{**params, "w1": w1, "w2": w2},
+                          smoothness=smooth, appearance=look).run(4)
+        expected = DenseCRF(image, probs, **{**params, "w1": w1, "w2": w2}).run(4)
+        torch.testing.assert_close(reused, expected, rtol=0, atol=0)
+    torch.testing.assert_close(DenseCRF(image, probs, **params, smoothness=smooth).run(4), fresh,
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"appearance kernel was built with widths \(9.0, 6.0\)"):
+        DenseCRF(image, probs, **{**params, "theta_alpha": 10.0}, appearance=look)
+    with pytest.raises(ValueError, match="smoothness kernel was built for 396 pixels"):
+        DenseCRF(image[:10], probs[:, :10], **params, smoothness=smooth)
+    with pytest.raises(ValueError, match="theta_gamma must be > 0"):
+        seg_crf.smoothness_kernel(4, 4, 0.0)
