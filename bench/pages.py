@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "browser"))
 
 import server  # noqa: E402
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 #: A cheap fingerprint of everything visual in the main block: plotly images and SVGs,
 #: pictures (also in custom components' iframes). Long strings (data URLs, SVG markup) are
@@ -113,10 +115,21 @@ def move_slider(page, label: str, *,
     state = slider_state(page, label)
     at_max = state["now"] is not None and state["max"] is not None and \
         float(state["now"]) >= float(state["max"])
-    slider.locator('[role="slider"], input[type="range"]').first.focus()
+    thumb = slider.locator('[role="slider"], input[type="range"]').first
     before_runs = server.runs(page)
     before = page.evaluate(_SIGNATURE)
-    page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+    # A key press can be lost (seen twice in a hundred: the thumb redrawn as it got the focus);
+    # then no run starts, and the key is pressed again, and timed from the new press.
+    for attempt in range(3):
+        thumb.focus()
+        page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+        try:
+            page.wait_for_function("runs => (window.__seglabRuns || 0) > runs", arg=before_runs,
+                                   timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.wait_for_function(
         """([runs, before]) => {
           if ((window.__seglabRuns || 0) <= runs) return false;
@@ -248,8 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for url_path in pages:
         for side in [None, *args.upload]:
-            result = bench_page(url_path, repeats=args.repeats, cold_repeats=args.cold_repeats,
-                                slider=sliders.get(url_path), width=args.width, upload=side)
+            try:
+                result = bench_page(url_path, repeats=args.repeats,
+                                    cold_repeats=args.cold_repeats,
+                                    slider=sliders.get(url_path), width=args.width, upload=side)
+            except PlaywrightError as error:  # one page's failure does not lose the others
+                result = {"page": url_path, "upload": side, "cold_start": [], "cold": [],
+                          "warm": [], "slider": [], "slider_script": [], "slider_label": None,
+                          "upload_render": [], "errors": [f"{type(error).__name__}: {error}"]}
             results.append(result)
             print(f"{url_path} ({side or 'scene'}): cold {result['cold']}, "
                   f"warm {np.round(result['warm'], 2).tolist()}, "
