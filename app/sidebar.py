@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import seg
-from app import presenter, resources
+from app import presenter, resources, serving
 
 
 def device_badge() -> None:
@@ -18,6 +18,10 @@ def device_badge() -> None:
     info = seg.devices.describe(resources.device())
     icon = "🟢" if info.kind != "cpu" else "⚪"
     st.sidebar.markdown(f"{icon} **{info.label}**")
+    if info.kind == "cpu" and serving.THREADS_PER_REQUEST:
+        st.sidebar.caption(f"Torch threads: {serving.THREADS_PER_REQUEST} per student while "
+                           f"others compute too, {serving.THREADS_ALONE} for a computation that "
+                           "runs alone.")
 
 
 def weights_panel() -> None:

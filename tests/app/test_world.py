@@ -1,5 +1,6 @@
 """The home page: SegLab's street world, the sidebar picker and the device badge."""
 
+from app import serving
 from tests.app.conftest import encoded, no_exception, open_page, upload
 
 
@@ -10,6 +11,10 @@ def test_world_page_shows_a_scene_its_labels_and_depth():
     charts = [c.proto.spec for c in at.get("plotly_chart")]
     assert len(charts) == 4  # image, labels, depth, class shares
     assert any("CPU" in m.value or "GPU" in m.value for m in at.sidebar.markdown)
+    if "CPU" in " ".join(m.value for m in at.sidebar.markdown) and serving.THREADS_PER_REQUEST:
+        assert f"Torch threads: {serving.THREADS_PER_REQUEST} per student while others compute " \
+               f"too, {serving.THREADS_ALONE} for a computation that runs alone." in \
+               [c.value for c in at.sidebar.caption]
 
 
 def test_seed_slider_changes_the_scene():
