@@ -1,7 +1,6 @@
 """Dilated (atrous) convolution: a wider view from the same nine weights, live on a real network."""
 
 import contextlib
-import copy
 
 import numpy as np
 import plotly.graph_objects as go
@@ -213,21 +212,11 @@ def configure(module: nn.Module, rate: int, output_stride: int) -> None:
 WORKING_SIDE = 384
 
 
-def sharing_weights(original):
-    """A copy of `original` (a segmenter or a module) with modules of its own and the
-    original's weights: changing a layer's dilation or stride in the copy leaves the original
-    alone, and the copy costs no memory for weights (the network is used for inference only)."""
-    tensors = [*original.module.parameters(), *original.module.buffers()] \
-        if isinstance(original, seg.models.Segmenter) else \
-        [*original.parameters(), *original.buffers()]
-    return copy.deepcopy(original, {id(t): t for t in tensors})
-
-
 @st.cache_resource(max_entries=12, show_spinner="Preparing the network at this rate…")
 def dilated(rate: int, output_stride: int, device: str) -> seg.models.Segmenter:
     """A private copy of the shared segmenter with this rate and output stride, working on
     pictures of at most `WORKING_SIDE` pixels a side."""
-    copied = sharing_weights(resources.segmenter(NAME, device))
+    copied = seg.models.sharing_weights(resources.segmenter(NAME, device))
     configure(copied.module, rate, output_stride)
     copied.max_side = WORKING_SIDE
     return copied
@@ -289,7 +278,7 @@ def field_side(rate: int, output_stride: int, device: str) -> int:
     trace hooks its own copy's layers, never those another student's forward pass may be
     running through.
     """
-    module = sharing_weights(dilated(rate, output_stride, device).module)
+    module = seg.models.sharing_weights(dilated(rate, output_stride, device).module)
     return seg.receptive_field.theoretical(module, (32, 32))[-1].size[0]
 
 

@@ -26,7 +26,6 @@ Two halves, one per kind of CRF:
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -41,6 +40,7 @@ from seg import metrics, synthetic
 from seg.crf.dense import DEEPLAB_V1_LARGEFOV, DenseCRF, Kernel, dense_crf
 from seg.crf.linear_chain import LinearChainCRF
 from seg.io import fit_within
+from seg.models.segmenter import sharing_weights
 
 __all__ = [
     "OTHER",
@@ -484,10 +484,11 @@ def crf_on_prediction(image, probs: Tensor, *, iterations: int = 10, truth=None,
 
 
 def with_output_stride(segmenter, output_stride: int):
-    """A deep copy of a DeepLab segmenter running at another output stride; the original is untouched.
+    """A copy of a DeepLab segmenter running at another output stride; the original is untouched.
 
     ``set_output_stride`` changes the pools and dilations of the module in place; a segmenter
-    shared by several pages (or students) must never be changed, so the change is made on a copy.
+    shared by several pages (or students) must never be changed, so the change is made on a copy
+    that shares the original's weights (:func:`seg.models.sharing_weights`).
 
     Args:
         segmenter: a :class:`~seg.models.Segmenter` whose module has ``set_output_stride``.
@@ -499,7 +500,7 @@ def with_output_stride(segmenter, output_stride: int):
         >>> with_output_stride(shared, 32).size_divisor, shared.size_divisor
         (32, 8)
     """
-    copied = copy.deepcopy(segmenter)
+    copied = sharing_weights(segmenter)
     copied.module.set_output_stride(output_stride)
     return copied
 

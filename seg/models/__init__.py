@@ -10,7 +10,7 @@ import importlib
 from seg.models.checkpoints import CheckpointError
 from seg.models.registry import (Entry, build, entry, list_models, load, load_classifier,
                                  register)
-from seg.models.segmenter import Classifier, Prediction, Segmenter
+from seg.models.segmenter import Classifier, Prediction, Segmenter, sharing_weights
 
 
 def __getattr__(name):
@@ -22,4 +22,4 @@ def __getattr__(name):
 
 
 __all__ = ["CheckpointError", "Classifier", "Entry", "Prediction", "Segmenter", "build", "entry",
-           "list_models", "load", "load_classifier", "register"]
+           "list_models", "load", "load_classifier", "register", "sharing_weights"]

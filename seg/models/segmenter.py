@@ -8,6 +8,7 @@ softmax, resize back to the photo, and say which weights ran.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -23,6 +24,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Where a network's weights came from. Always shown next to its output.
 SOURCES = ("pretrained", "seglab", "untrained")
+
+
+def sharing_weights(original):
+    """A copy of a segmenter (or a module) with module objects of its own and the original's
+    weights: changing a layer's stride, padding or dilation in the copy leaves the original
+    alone, and the copy takes no memory for weights. For inference: training the copy would
+    train the original too.
+
+    Example:
+        >>> net = nn.Conv2d(3, 4, 3)
+        >>> copy_ = sharing_weights(net)
+        >>> copy_.dilation = (2, 2)
+        >>> net.dilation, copy_.weight is net.weight
+        ((1, 1), True)
+    """
+    module = original.module if isinstance(original, Segmenter) else original
+    tensors = [*module.parameters(), *module.buffers()]
+    return copy.deepcopy(original, {id(t): t for t in tensors})
 
 
 class Prediction:

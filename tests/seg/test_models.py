@@ -165,3 +165,14 @@ def test_channel_argmax_equals_torch_argmax_ties_included(shape):
     scores = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     scores[:, 0, 0] = 0.25  # every class tied: argmax answers the first
     assert torch.equal(channel_argmax(scores), scores.argmax(0))
+
+
+def test_a_copy_sharing_weights_changes_its_layers_alone_and_predicts_alike():
+    shared = seg.models.load("deeplab_v1_largefov", device="cpu")
+    mine = seg.models.sharing_weights(shared)
+    assert mine is not shared and mine.module is not shared.module
+    assert all(a is b for a, b in zip(mine.module.parameters(), shared.module.parameters()))
+    image = seg.synthetic.scene(3, height=64, width=64).image
+    assert torch.equal(mine.predict(image).labels, shared.predict(image).labels)
+    mine.module.set_fc6_dilation(4)
+    assert shared.module.fc.fc6.dilation == (12, 12) and mine.module.fc.fc6.dilation == (4, 4)
