@@ -240,7 +240,7 @@ for column, name in zip(columns, ("segnet", "fcn8s")):
             continue
         palette = widgets.palette(prediction.classes)
         st.image(seg.viz.overlay(chosen.array, prediction.labels.numpy(), palette),
-                 caption=resources.title(name), width="stretch")
+                 caption=resources.title(name), width=400)
         widgets.provenance(prediction, device)
         net = resources.segmenter(name, device)
         rows.append({
