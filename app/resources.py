@@ -1,9 +1,10 @@
 """Cached resources, in one place: models once per server, predictions by image and settings.
 
-Models are shared by every student (`st.cache_resource`, eval mode, no gradients); predictions
-are cached by the image's hash, the model and the device (`st.cache_data`, bounded). Loads and
-predictions run inside `serving.heavy()`, so that a class of students queues for the CPU
-instead of fighting over it; each load logs "SegLab: loaded <name> on <device>".
+Models are shared by every student (`cache.shared`, eval mode, no gradients, never changed by
+a request); predictions are cached by the image's hash, the model and the device
+(`cache.memo`, compact and under the process's byte budget). Loads and predictions run inside
+`serving.heavy()`, so that a class of students queues for the CPU instead of fighting over
+it; each load logs "SegLab: loaded <name> on <device>".
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 import seg
-from app import serving
+from app import cache, serving
 from seg.models import Prediction, Segmenter
 
 SOURCE_TEXT = {
@@ -29,16 +30,15 @@ def device() -> str:
     return str(seg.devices.default_device(force_cpu=st.session_state.get("force_cpu", False)))
 
 
-@st.cache_resource(max_entries=16, show_spinner="Loading the model…")
+@cache.shared(max_entries=16, gate="Loading the model…")
 def segmenter(name: str, device: str) -> Segmenter:
     """A segmenter loaded once for all students (raises WeightsUnavailable, CheckpointError)."""
-    with serving.heavy():
-        model = seg.models.load(name, device=device)
+    model = seg.models.load(name, device=device)
     serving.log.info("SegLab: loaded %s on %s", name, device)
     return model
 
 
-@st.cache_resource(show_spinner=False)
+@cache.shared(max_entries=1)
 def cached_torchvision() -> frozenset[str]:
     """Names of torchvision networks whose weights are on this machine (checked once)."""
     from seg.models import pretrained
@@ -53,13 +53,11 @@ def available_segmenters() -> list[str]:
             if seg.models.entry(n).family == "seglab" or n in cached]
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@cache.memo(gate="Running the model…")
 def predict(name: str, device: str, image_key: str, _array: np.ndarray,
             extras: bool = False) -> Prediction:
     """A model's prediction for an image, cached by (model, device, image hash, extras)."""
-    model = segmenter(name, device)  # outside the slot: it may wait for another thread's load
-    with serving.heavy():
-        return model.predict(_array, extras=extras)
+    return segmenter(name, device).predict(_array, extras=extras)
 
 
 def title(name: str) -> str:

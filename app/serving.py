@@ -36,12 +36,12 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["MAX_CONCURRENT", "THREADS_ALONE", "THREADS_PER_REQUEST", "configure", "heavy",
-           "log"]
+__all__ = ["MAX_CONCURRENT", "THREADS_ALONE", "THREADS_PER_REQUEST", "Gate", "configure", "gate",
+           "heavy", "log", "released"]
 
 
 def _setting(name: str, default: int) -> int:
@@ -62,10 +62,64 @@ THREADS_ALONE = _setting("SEGLAB_THREADS_ALONE", CORES) or CORES
 #: SegLab's server log ("SegLab: loaded fcn8s on cpu"); :func:`configure` sends it to stderr.
 log = logging.getLogger("seglab")
 
-_slots = threading.BoundedSemaphore(MAX_CONCURRENT) if MAX_CONCURRENT else None
 _held = threading.local()  # how deep this thread is inside heavy() blocks
-_running = [0]  # heavy computations admitted and not finished, all threads
-_running_lock = threading.Lock()
+
+
+class Gate:
+    """First come, first served admission of at most `slots` heavy computations at once.
+
+    A waiting computation knows its place in the queue (`position`), so that the page can say
+    "2 computations ahead of yours"; a thread that waits for another one's result gives its
+    slot back meanwhile (`released`), so that a slot is never held by a thread that waits for
+    a thread that waits for a slot.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = slots  # 0: no limit
+        self.running = 0  # admitted and not finished, every thread
+        self.waiting: list[object] = []  # tickets in order of arrival
+        self.admitted = 0  # since the process started (the load test reads it)
+        self._condition = threading.Condition()
+
+    def _free(self, ticket: object) -> bool:
+        return (not self.slots or self.running < self.slots) and self.waiting[0] is ticket
+
+    def acquire(self, on_wait: Callable[[int], None] | None = None, poll: float = 0.25) -> bool:
+        """Wait for a slot; `on_wait(ahead)` is called while waiting (and may raise, e.g.
+        Streamlit's rerun exception, which takes the ticket out of the queue). Returns True
+        when the computation starts alone (no other heavy computation running)."""
+        ticket = object()
+        with self._condition:
+            self.waiting.append(ticket)
+            try:
+                while not self._free(ticket):
+                    if on_wait is not None:
+                        ahead = self.waiting.index(ticket) + self.running
+                        self._condition.release()
+                        try:
+                            on_wait(ahead)
+                        finally:
+                            self._condition.acquire()
+                    self._condition.wait(poll)
+            finally:
+                self.waiting.remove(ticket)
+                self._condition.notify_all()
+            self.running += 1
+            self.admitted += 1
+            return self.running == 1
+
+    def release(self) -> None:
+        with self._condition:
+            self.running -= 1
+            self._condition.notify_all()
+
+    def position(self) -> tuple[int, int]:
+        """(running, waiting) right now."""
+        with self._condition:
+            return self.running, len(self.waiting)
+
+
+gate = Gate(MAX_CONCURRENT)
 
 
 def configure() -> None:
@@ -88,40 +142,102 @@ def configure() -> None:
         log.propagate = False  # Streamlit's own handlers would print every line twice
 
 
-@contextlib.contextmanager
-def heavy() -> Iterator[None]:
-    """Run a block of heavy computation once one of ``SEGLAB_MAX_CONCURRENT`` slots is free.
+def _notice() -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """What a Streamlit script thread shows while its computation waits for a slot: a line
+    that says how many computations are ahead of it; (None, no-op) outside a script run."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # the library alone, e.g. a notebook
+        return None, lambda: None
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None, lambda: None
+    import streamlit as st
 
-    Only pure computation belongs inside: a thread that holds a slot must not wait for a
-    Streamlit cache lock, because the thread holding that lock may be waiting for a slot.
-    Nested blocks in one thread take one slot. Inside, torch uses ``SEGLAB_THREADS_ALONE``
-    threads if no other heavy block was running when this one was admitted, else
-    ``SEGLAB_THREADS_PER_REQUEST``; the thread gets the per-request cap back afterwards.
+    placeholder = []
+
+    def on_wait(ahead: int) -> None:
+        if not placeholder:
+            placeholder.append(st.empty())
+        text = "computation is" if ahead == 1 else "computations are"
+        placeholder[0].info(f"⏳ Queued: the server is busy with the class's work; {ahead} "
+                            f"{text} running or waiting before yours. Yours starts as soon as a "
+                            "place is free.")
+
+    return on_wait, lambda: placeholder[0].empty() if placeholder else None
+
+
+def _spinner(text: str | None):
+    """A spinner that says what runs, in a script thread; nothing elsewhere."""
+    if not text:
+        return contextlib.nullcontext()
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:
+        return contextlib.nullcontext()
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return contextlib.nullcontext()
+    import streamlit as st
+
+    return st.spinner(text)
+
+
+@contextlib.contextmanager
+def heavy(text: str | None = None) -> Iterator[None]:
+    """Run a block of heavy computation once one of ``SEGLAB_MAX_CONCURRENT`` places is free.
+
+    Every heavy computation of the app goes through here: model loads, predictions, live
+    training, clips, held-out tables, CRFs, decoding of large uploads. Places are given in
+    order of arrival; while a student's computation waits, the page says how many are ahead
+    of it, and then shows a spinner with `text` while it runs. Nested blocks in one thread
+    take one place. Inside, torch uses ``SEGLAB_THREADS_ALONE`` threads if no other heavy
+    block was running when this one was admitted, else ``SEGLAB_THREADS_PER_REQUEST``; the
+    thread gets the per-request cap back afterwards. A block that must wait for another
+    thread's result (the same computation, started first by another student) waits inside
+    :func:`released`.
 
     Example:
         >>> with heavy():
         ...     _ = torch.ones(3).sum()
     """
     depth = getattr(_held, "depth", 0)
-    if depth:  # already inside: same slot, same threads
+    if depth:  # already inside: same place, same threads
         _held.depth = depth + 1
         try:
-            yield
+            with _spinner(text):
+                yield
         finally:
             _held.depth = depth
         return
-    with _slots if _slots is not None else contextlib.nullcontext():
-        with _running_lock:
-            _running[0] += 1
-            alone = _running[0] == 1
-        _held.depth = 1
-        if THREADS_PER_REQUEST:
-            torch.set_num_threads(THREADS_ALONE if alone else THREADS_PER_REQUEST)
-        try:
+    on_wait, clear = _notice()
+    try:
+        alone = gate.acquire(on_wait)
+    finally:
+        clear()
+    _held.depth = 1
+    if THREADS_PER_REQUEST:
+        torch.set_num_threads(THREADS_ALONE if alone else THREADS_PER_REQUEST)
+    try:
+        with _spinner(text):
             yield
-        finally:
-            _held.depth = 0
-            with _running_lock:
-                _running[0] -= 1
-            if THREADS_PER_REQUEST:
-                torch.set_num_threads(THREADS_PER_REQUEST)
+    finally:
+        _held.depth = 0
+        gate.release()
+        if THREADS_PER_REQUEST:
+            torch.set_num_threads(THREADS_PER_REQUEST)
+
+
+@contextlib.contextmanager
+def released() -> Iterator[None]:
+    """Give this thread's place back for the duration of a wait (for another thread's
+    result), and take a place again afterwards; nothing outside a heavy block."""
+    depth = getattr(_held, "depth", 0)
+    if not depth:
+        yield
+        return
+    _held.depth = 0
+    gate.release()
+    try:
+        yield
+    finally:
+        gate.acquire()
+        _held.depth = depth

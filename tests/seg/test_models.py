@@ -5,12 +5,17 @@ architecture is placed in a temporary torch hub cache under the file name torchv
 enum expects (no network, no mock of the loader).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import seg
 from seg.models import pretrained
+
+SAMPLES = Path(__file__).resolve().parents[2] / "app" / "samples"
 
 SEGMENTERS = seg.models.list_models(task="segmentation")
 CLASSIFIERS = seg.models.list_models(task="classification")
@@ -105,11 +110,27 @@ def test_a_pickled_prediction_carries_cpu_probabilities_and_labels(device):
 
     prediction = seg.models.load("fcn8s", device=device).predict(
         seg.synthetic.scene(4, height=64, width=96).image)
-    copy = pickle.loads(pickle.dumps(prediction))  # as st.cache_data stores it
-    assert copy.probs.device.type == "cpu" and copy._logits is None
-    assert torch.equal(copy.probs, prediction.probs)
-    assert torch.equal(copy.labels, prediction.labels)
+    data = pickle.dumps(prediction)  # as app.cache stores it
+    copy = pickle.loads(data)
+    assert copy._logits.device.type == "cpu" and copy._logits.dtype == torch.float16
+    assert copy.probs.dtype == torch.float32 and copy.probs.shape == prediction.probs.shape
+    assert torch.allclose(copy.probs, prediction.probs, atol=2e-3)
+    assert torch.equal(copy.labels, prediction.labels) and copy.labels.dtype == torch.int64
     assert copy.source == prediction.source and copy.classes == prediction.classes
+
+
+def test_a_pickled_prediction_of_a_large_photo_is_compact():
+    import pickle
+
+    segmenter = seg.models.load("fcn8s", device="cpu")
+    segmenter.max_side = 128  # a small working size keeps the test fast; the ratio is the point
+    photo = np.asarray(Image.open(SAMPLES / "chelsea.jpg").convert("RGB").resize((512, 340)))
+    prediction = segmenter.predict(photo)
+    full = prediction.probs.numel() * 4  # float32 probabilities at the picture's size
+    data = pickle.dumps(prediction)
+    # labels as bytes at 512×340 plus float16 scores at 128×85: under a sixth of the float32
+    assert len(data) < full / 6
+    assert torch.equal(pickle.loads(data).labels, prediction.labels)
 
 
 def test_a_prediction_made_from_probabilities_alone_derives_its_labels():
