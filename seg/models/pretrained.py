@@ -14,6 +14,11 @@ splits the two steps:
   (`lraspp_mobilenet_v3_large-d234d4ea.pth`, torch.hub's `HASH_REGEX` rule), and only a
   verified file is renamed into the cache, so a half-finished download never looks cached.
 
+A cached file can still change after its download (a bad copy from a USB stick, a disk
+error); a few flipped bytes in a tensor load without complaint and give wrong answers. So
+`build` checks the file against the prefix in its name too, once per process and version of
+the file (`seg.models.checkpoints.file_sha256`; a verified download counts as that check).
+
     >>> from seg.models import pretrained
     >>> [s.name for s in pretrained.status() if s.cached]  # doctest: +SKIP
     ['lraspp_mobilenet_v3_large']
@@ -39,6 +44,8 @@ from torch import nn
 from torchvision import models
 from torchvision.models import segmentation
 from torchvision.models._api import WeightsEnum
+
+from seg.models.checkpoints import file_sha256, remember_sha256
 
 __all__ = ["TORCHVISION_CLASSIFIERS", "TORCHVISION_SEGMENTERS", "Preprocessing",
            "WeightsStatus", "WeightsUnavailable", "build", "cache_path", "categories",
@@ -78,6 +85,8 @@ _CHUNK = 1 << 20
 
 _FETCH_AT_HOME = ("Run `python -m seg weights download` on a computer with internet and copy "
                   "the file into {folder}.")
+_DOWNLOAD_AGAIN = ("Delete it and download it again with `python -m seg weights download {name}` "
+                   "(needs internet).")
 
 
 class WeightsUnavailable(RuntimeError):
@@ -261,9 +270,9 @@ def download(name: str, progress: Callable[[int, int | None], None] | None = Non
             is None when the server does not say.
         timeout: seconds allowed to connect and for each read. Name lookup (DNS) is left to the
             system resolver, which gives up on its own.
-        url: fetch from this address instead of download.pytorch.org: a mirror, or a `file://`
-            URL in tests. The hash prefix is then read from this URL's file name; the file is
-            still stored under `cache_path(name)`.
+        url: fetch from this address instead of download.pytorch.org: a mirror of the same
+            file, or a `file://` URL in tests. The bytes must still match the hash prefix of
+            `cache_path(name)`, the name they are stored (and checked again by `build`) under.
 
     Returns:
         `cache_path(name)`.
@@ -278,11 +287,7 @@ def download(name: str, progress: Callable[[int, int | None], None] | None = Non
     if destination.is_file():
         return destination
     source = url or _entry(name)[1].url
-    match = torch.hub.HASH_REGEX.search(os.path.basename(urlparse(source).path))
-    if match is None or not match.group(1):
-        raise WeightsUnavailable(f"Cannot verify {source}: its file name carries no SHA-256 "
-                                 "prefix (expected name-<hash>.pth).")
-    hash_prefix = match.group(1)
+    hash_prefix = _hash_prefix(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f"{destination.name}.{uuid.uuid4().hex}.partial")
     host = urlparse(source).hostname or source
@@ -293,6 +298,7 @@ def download(name: str, progress: Callable[[int, int | None], None] | None = Non
                 f"The downloaded weights of {name} were corrupted (SHA-256 {digest[:8]}…, "
                 f"expected {hash_prefix}…) and were deleted; try the download again.")
         os.replace(partial, destination)
+        remember_sha256(destination, digest)  # verified: build need not read it again
     except urllib.error.HTTPError as error:
         raise WeightsUnavailable(
             f"Could not download the weights of {name}: {host} answered {error.code} "
@@ -306,6 +312,15 @@ def download(name: str, progress: Callable[[int, int | None], None] | None = Non
     finally:
         partial.unlink(missing_ok=True)
     return destination
+
+
+def _hash_prefix(path: Path) -> str:
+    """The SHA-256 prefix in a torchvision file name (`alexnet-owt-7be5be79.pth` -> 7be5be79)."""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if match is None or not match.group(1):
+        raise WeightsUnavailable(f"Cannot verify {path.name}: its file name carries no SHA-256 "
+                                 "prefix (expected name-<hash>.pth).")
+    return match.group(1)
 
 
 def _fetch(url: str, path: Path, progress, timeout: float) -> str:
@@ -329,7 +344,9 @@ def _fetch(url: str, path: Path, progress, timeout: float) -> str:
 def build(name: str, *, device: torch.device | str | None = None) -> tuple[nn.Module, WeightsEnum]:
     """The torchvision network `name` with its pretrained weights, in eval mode.
 
-    Reads only the cached file (see `cache_path`); it never downloads. The network is built
+    Reads only the cached file (see `cache_path`); it never downloads. The file must hash to
+    the SHA-256 prefix in its name (checked once per process and version of the file). The
+    network is built
     empty (`weights=None, weights_backbone=None`, so torchvision fetches nothing), with the
     class count and auxiliary head the weights require, and the file is loaded with
     `torch.load(weights_only=True)` (it cannot run code) and a strict `load_state_dict`.
@@ -344,7 +361,8 @@ def build(name: str, *, device: torch.device | str | None = None) -> tuple[nn.Mo
         `(module, weights)`; `weights.meta["categories"]` names the output channels.
 
     Raises:
-        WeightsUnavailable: the file is not cached, or it is damaged or does not fit.
+        WeightsUnavailable: the file is not cached, its bytes do not match the hash in its
+            name, or it is damaged or does not fit.
 
     Example:
         >>> module, weights = build("lraspp_mobilenet_v3_large")  # doctest: +SKIP
@@ -357,6 +375,12 @@ def build(name: str, *, device: torch.device | str | None = None) -> tuple[nn.Mo
         raise WeightsUnavailable(
             f"The pretrained weights of {name} are not on this computer (looked for {path}). "
             "Download them with `python -m seg weights download` (needs internet).")
+    digest, expected = file_sha256(path), _hash_prefix(path)
+    if not digest.startswith(expected):
+        raise WeightsUnavailable(
+            f"The weights file {path} is damaged: its bytes changed after it was downloaded "
+            f"(SHA-256 {digest[:8]}…, its name says {expected}…), so the network would "
+            "give wrong answers. " + _DOWNLOAD_AGAIN.format(name=name))
     kwargs = {"weights": None, "num_classes": len(weights.meta["categories"])}
     if name in TORCHVISION_SEGMENTERS:
         kwargs["weights_backbone"] = None
@@ -369,6 +393,5 @@ def build(name: str, *, device: torch.device | str | None = None) -> tuple[nn.Mo
     except Exception as error:  # a damaged file fails in zip, pickle or tensor code alike
         raise WeightsUnavailable(
             f"The weights file {path} is damaged or does not belong to {name} "
-            f"({type(error).__name__}). Delete it and download it again with "
-            "`python -m seg weights download`.") from error
+            f"({type(error).__name__}). " + _DOWNLOAD_AGAIN.format(name=name)) from error
     return module.eval().to(device or "cpu"), weights

@@ -1,5 +1,9 @@
 """seg.models.pretrained without the network: a temporary torch.hub cache holding real state
-dicts of freshly initialised torchvision networks, and downloads from file:// URLs."""
+dicts of freshly initialised torchvision networks, and downloads from file:// URLs.
+
+A cached file must hash to the prefix in its name, and random weights cannot hash to
+torchvision's: `stand_in` saves them under a name carrying their own prefix and points the
+network's weights entry at that name, so the real loader and the real check run on them."""
 
 import hashlib
 import shutil
@@ -10,8 +14,11 @@ import torch
 import torch.hub
 import torchvision
 from torchvision.models import segmentation
+from torchvision.models._api import Weights, WeightsEnum
 
+import seg
 import seg.models.pretrained as pretrained
+from seg.models import checkpoints
 from seg.models.pretrained import WeightsUnavailable
 
 
@@ -35,13 +42,33 @@ def fresh(name):
     return builder(**kwargs).eval()
 
 
-def hashed_copy(model, folder, stem):
-    """Save `model`'s state dict as `<stem>-<first 8 hex of its sha256>.pth` in `folder`."""
+def stand_in(name, state_dict, monkeypatch, folder=None):
+    """Save `state_dict` as `<name>-<first 8 hex of its SHA-256>.pth` in `folder` (default: the
+    torch.hub cache) and make it `name`'s published file for this test: its weights entry keeps
+    torchvision's classes, preprocessing and metrics, with a URL of that file name. Returns
+    (path, sha256)."""
+    folder = folder or pretrained.cache_path(name).parent
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.tmp"
-    torch.save(model.state_dict(), path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return path.rename(folder / f"{stem}-{digest[:8]}.pth"), digest
+    partial = folder / f"{name}.partial"
+    torch.save(state_dict, partial)
+    digest = hashlib.sha256(partial.read_bytes()).hexdigest()
+    path = partial.rename(folder / f"{name}-{digest[:8]}.pth")
+    table = (pretrained.TORCHVISION_SEGMENTERS if name in pretrained.TORCHVISION_SEGMENTERS
+             else pretrained.TORCHVISION_CLASSIFIERS)
+    builder, published = table[name]
+    weights = WeightsEnum(f"StandIn_{name}", {"V1": Weights(
+        url=f"https://download.pytorch.org/models/{path.name}",
+        transforms=published.transforms, meta=published.meta)}).V1
+    monkeypatch.setitem(table, name, (builder, weights))
+    return path, digest
+
+
+def flip(path, count=64):
+    """Invert `count` bytes in the middle of the file at `path` (its size stays the same)."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+    path.write_bytes(bytes(data))
 
 
 def test_tables_name_the_torchvision_weights():
@@ -82,10 +109,9 @@ def test_unknown_name_lists_the_choices():
 
 @pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large",
                                   "resnet18"])
-def test_build_loads_the_cached_file_like_torchvision(hub, name):
+def test_build_loads_the_cached_file_like_torchvision(hub, monkeypatch, name):
     reference = fresh(name)
-    hub.mkdir(parents=True)
-    torch.save(reference.state_dict(), pretrained.cache_path(name))
+    stand_in(name, reference.state_dict(), monkeypatch)
     assert pretrained.is_cached(name)
 
     module, weights = pretrained.build(name)
@@ -106,28 +132,64 @@ def test_build_loads_the_cached_file_like_torchvision(hub, name):
         pretrained.cache_path(name).stat().st_size / 2**20)
 
 
-def test_truncated_file_is_named_in_the_error(hub):
+def test_a_cached_file_with_64_flipped_bytes_is_refused_with_a_sentence(hub, monkeypatch):
+    name = "lraspp_mobilenet_v3_large"
+    reference = fresh(name)
+    path, _ = stand_in(name, reference.state_dict(), monkeypatch)
+    intact = path.read_bytes()
+    flip(path)
+    assert torch.load(path, weights_only=True).keys() == reference.state_dict().keys()  # silent
+    with pytest.raises(WeightsUnavailable) as error:
+        pretrained.build(name)
+    message = str(error.value)
+    assert message.startswith(f"The weights file {path} is damaged: its bytes changed after "
+                              "it was downloaded")
+    assert f"python -m seg weights download {name}" in message
+    with pytest.raises(WeightsUnavailable, match="damaged"):  # refused by seg.models too
+        seg.models.load(name, device="cpu")
+
+    path.write_bytes(intact)  # a good copy again: a new version of the file, checked again
+    module, _ = pretrained.build(name)
+    image = torch.rand(1, 3, 64, 64)  # (N, 3, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(module(image)["out"], reference(image)["out"], rtol=0, atol=0)
+
+
+def test_other_bytes_under_torchvisions_own_file_name_are_refused(hub):
     name = "lraspp_mobilenet_v3_large"
     hub.mkdir(parents=True)
     path = pretrained.cache_path(name)
-    torch.save(fresh(name).state_dict(), path)
+    torch.save(fresh(name).state_dict(), path)  # fits the network, but is not the published file
+    with pytest.raises(WeightsUnavailable, match=f"{path} is damaged.*its name says d234d4ea"):
+        pretrained.build(name)
+
+
+def test_a_cached_file_is_hashed_once_per_process(hub, monkeypatch):
+    name = "resnet18"
+    path, _ = stand_in(name, fresh(name).state_dict(), monkeypatch)
+    for _ in range(3):
+        pretrained.build(name)
+    assert checkpoints.HASHED[str(path.resolve())] == 1
+
+
+def test_truncated_file_is_named_in_the_error(hub, monkeypatch):
+    name = "lraspp_mobilenet_v3_large"
+    path, _ = stand_in(name, fresh(name).state_dict(), monkeypatch)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(WeightsUnavailable, match=f"{path}.*damaged.*download it again"):
         pretrained.build(name)
 
 
-def test_weights_of_another_network_are_refused(hub):
-    hub.mkdir(parents=True)
-    path = pretrained.cache_path("lraspp_mobilenet_v3_large")
-    torch.save(torch.nn.Conv2d(3, 21, 1).state_dict(), path)
+def test_weights_of_another_network_are_refused(hub, monkeypatch):
+    stand_in("lraspp_mobilenet_v3_large", torch.nn.Conv2d(3, 21, 1).state_dict(), monkeypatch)
     with pytest.raises(WeightsUnavailable, match="does not belong to lraspp_mobilenet_v3_large"):
         pretrained.build("lraspp_mobilenet_v3_large")
 
 
-def test_download_verifies_the_hash_reports_progress_and_builds(hub, tmp_path):
+def test_download_verifies_the_hash_reports_progress_and_builds(hub, tmp_path, monkeypatch):
     name = "lraspp_mobilenet_v3_large"
     reference = fresh(name)
-    source, digest = hashed_copy(reference, tmp_path / "mirror", name)
+    source, digest = stand_in(name, reference.state_dict(), monkeypatch, tmp_path / "mirror")
     calls = []
 
     path = pretrained.download(name, progress=lambda done, total: calls.append((done, total)),
@@ -140,6 +202,7 @@ def test_download_verifies_the_hash_reports_progress_and_builds(hub, tmp_path):
     assert [p.name for p in hub.iterdir()] == [path.name]  # no temporary file left behind
 
     module, _ = pretrained.build(name)
+    assert checkpoints.HASHED[str(path.resolve())] == 0  # the download's own check counted
     image = torch.rand(1, 3, 64, 64)  # (N, 3, H, W)
     with torch.no_grad():
         torch.testing.assert_close(module(image)["out"], reference(image)["out"], rtol=0, atol=0)
@@ -147,13 +210,12 @@ def test_download_verifies_the_hash_reports_progress_and_builds(hub, tmp_path):
     assert pretrained.download(name, url="http://127.0.0.1:9/x-d234d4ea.pth") == path
 
 
-def test_download_with_a_wrong_hash_keeps_nothing(hub, tmp_path):
+def test_download_with_a_wrong_hash_keeps_nothing(hub, tmp_path, monkeypatch):
     name = "lraspp_mobilenet_v3_large"
-    source, digest = hashed_copy(fresh(name), tmp_path / "mirror", name)
-    wrong = "0" if digest[0] != "0" else "1"
-    corrupted = source.rename(source.with_name(f"{name}-{wrong}{digest[1:8]}.pth"))
+    source, _ = stand_in(name, fresh(name).state_dict(), monkeypatch, tmp_path / "mirror")
+    flip(source)
     with pytest.raises(WeightsUnavailable, match="corrupted.*deleted"):
-        pretrained.download(name, url=corrupted.as_uri())
+        pretrained.download(name, url=source.as_uri())
     assert not pretrained.is_cached(name)
     assert list(hub.iterdir()) == []
 
