@@ -6,7 +6,9 @@ select_slider, selectbox, radio, segmented_control, pills, multiselect, toggle, 
 number_input): the first time a widget appears in a session it takes its value from the query
 parameter named by its key, if there is one; on every run it writes its value back. A value
 that does not fit (out of range, not an option, not a number) is clamped or ignored, and a
-short notice under the widget says so: a hand-edited link never raises.
+short notice under the widget says so: a hand-edited link never raises. The notice quotes the
+link's text through `plain`, so a link cannot put a live link or a remote picture on the page;
+repeated choices of a multi-select are kept once, in their order.
 
     rate = share.widget(left.slider, "Rate r", 1, 8, 2, key="dilated_live_rate")
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +30,25 @@ _NUMERIC = {"slider", "number_input"}
 _CHOICE = {"select_slider", "selectbox", "radio", "segmented_control", "pills"}
 _BOOLEAN = {"toggle", "checkbox"}
 _MULTI = {"multiselect"}
+#: Longest piece of a link's text a notice quotes.
+_QUOTED = 60
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and escaped it is
+# shown as itself: links, pictures, emphasis, HTML, formulas ($), Streamlit's :colour[] and
+# autolinks (https:// www.) all need one of these.
+_MARKDOWN = re.compile(f"([{re.escape(string.punctuation)}])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def plain(text: str) -> str:
+    """`text` (from a link, a file name, a student) escaped so that Streamlit's markdown
+    (st.caption, st.markdown, st.error, ...) shows it as typed, on one line."""
+    return _MARKDOWN.sub(r"\\\1", _CONTROL.sub(" ", str(text)))
+
+
+def _quote(text: str) -> str:
+    """A link's text for a notice: shortened, in quotes, shown as typed."""
+    short = text if len(text) <= _QUOTED else text[:_QUOTED - 1] + "…"
+    return f"“{plain(short)}”"
 
 
 def widget(fn: Callable[..., Any], *args, key: str, **kwargs) -> Any:
@@ -83,21 +106,27 @@ def _parse(kind: str, spec: dict, text: str, label: str) -> tuple[Any, str | Non
         lowered = text.strip().lower()
         if lowered in _TRUE | _FALSE:
             return lowered in _TRUE, None
-        return _NOTHING, f"The link's “{text}” for “{label}” is not on/off: ignored."
+        return _NOTHING, f"The link's {_quote(text)} for “{label}” is not on/off: ignored."
     if kind in _CHOICE:
         option = _option(spec, text)
         if option is _NOTHING:
-            return _NOTHING, f"The link's “{text}” is not a choice of “{label}”: ignored."
+            return _NOTHING, f"The link's {_quote(text)} is not a choice of “{label}”: ignored."
         return option, None
     if kind in _MULTI:
         chosen = [_option(spec, part) for part in text.split(",") if part]
-        kept = [option for option in chosen if option is not _NOTHING]
+        kept = []  # each option once, in the link's order (`fcn8s,fcn8s` is one model)
+        for option in chosen:
+            if option is not _NOTHING and option not in kept:
+                kept.append(option)
         limit = spec.get("max_selections")
+        notice = None
+        if _NOTHING in chosen or not kept:
+            notice = f"Some of the link's {_quote(text)} for “{label}” are not choices: left out."
+        elif limit and len(kept) > limit:
+            notice = (f"The link's {_quote(text)} names more than {limit} for “{label}”: "
+                      f"using the first {limit}.")
         kept = kept[:limit] if limit else kept
-        if len(kept) < len(chosen) or not kept:
-            return kept or _NOTHING, (f"Some of the link's “{text}” for “{label}” are not "
-                                      "choices: left out.")
-        return kept, None
+        return kept or _NOTHING, notice
     return _parse_number(spec, text, label)
 
 
@@ -118,16 +147,16 @@ def _parse_number(spec: dict, text: str, label: str) -> tuple[Any, str | None]:
     kind = type(default[0] if is_range else default)
     parts = text.split(",") if is_range else [text]
     if is_range and len(parts) != 2:
-        return _NOTHING, (f"The link's “{text}” for “{label}” is not a range "
+        return _NOTHING, (f"The link's {_quote(text)} for “{label}” is not a range "
                           "“low,high”: ignored.")
     values = []
     for part in parts:
         try:
             number = float(part)
         except ValueError:
-            return _NOTHING, f"The link's “{text}” for “{label}” is not a number: ignored."
+            return _NOTHING, f"The link's {_quote(text)} for “{label}” is not a number: ignored."
         if not math.isfinite(number):
-            return _NOTHING, f"The link's “{text}” for “{label}” is not a number: ignored."
+            return _NOTHING, f"The link's {_quote(text)} for “{label}” is not a number: ignored."
         values.append(number)
     clamped = [_clamp(v, lo, hi) for v in values]
     if kind is int:
@@ -135,7 +164,7 @@ def _parse_number(spec: dict, text: str, label: str) -> tuple[Any, str | None]:
     notice = None
     if any(c != v for c, v in zip(clamped, values)):
         shown = ",".join(f"{c:g}" for c in clamped)
-        notice = f"The link's “{text}” for “{label}” is out of range: using {shown}."
+        notice = f"The link's {_quote(text)} for “{label}” is out of range: using {shown}."
     if is_range:
         clamped.sort()
         return tuple(clamped), notice

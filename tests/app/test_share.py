@@ -1,11 +1,16 @@
 """Shareable settings: a link opens a lesson in the state its controls had, and a hand-edited
-link is clamped or ignored with a notice, never an exception. Presenter mode comes by link too."""
+link is clamped or ignored with a notice, never an exception, and its text is quoted as plain
+text, never drawn as markdown. Presenter mode comes by link too."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from google.protobuf.json_format import MessageToDict
 from streamlit.testing.v1 import AppTest
 
+from app import share
 from tests.app.conftest import ROOT, TIMEOUT, no_exception
 
 
@@ -78,3 +83,60 @@ def test_presenter_mode_by_link_folds_the_paragraphs_and_enlarges_the_text():
     assert any("font-size" in body and "display: none" in body for body in styles), styles
     plain = open_link("00_world.py")
     assert not [e for e in plain.get("html") if "display: none" in e.proto.body]
+
+
+def test_repeated_choices_in_a_link_are_kept_once_in_their_order():
+    at = open_link("02_compare_models.py", compare_models="fcn8s,fcn8s")
+    no_exception(at)
+    assert at.multiselect(key="compare_models").value == ["fcn8s"]
+    assert at.query_params["compare_models"] == "fcn8s"
+    assert any("at least two" in info.value for info in at.info)
+    assert not any("🔗" in c for c in captions(at))  # nothing was wrong with the link
+
+
+def test_a_link_naming_more_choices_than_allowed_keeps_the_first_ones():
+    at = open_link("02_compare_models.py",
+                   compare_models="segnet,fcn8s,segnet,fcn32s,renet,fcn16s,fcn8s")
+    assert at.multiselect(key="compare_models").value == ["segnet", "fcn8s", "fcn32s", "renet"]
+    assert any("names more than 4" in c and "using the first 4" in c for c in captions(at))
+
+
+HOSTILE = {"present": "[click](https://example.com)",
+           "image_source": "![x](https://example.com/a.png)",
+           "world_seed": "<img src=https://example.com/b.png> *7*"}
+# A markdown link or picture that Streamlit would draw: "](" or "![" not escaped with "\",
+# an address it would link by itself, or HTML.
+LIVE = re.compile(r"(?<!\\)\]\(|(?<!\\)!\[|https?://example|www\.example|(?<!\\)<img")
+
+
+def texts(value) -> list[str]:
+    """Every string in an element's message (as a dict, from MessageToDict), nested included."""
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [s for item in items for s in texts(item)]
+
+
+def elements(node):
+    """Every element under an AppTest node (blocks opened)."""
+    children = getattr(node, "children", None)
+    if children is None:
+        return [node]
+    return [e for child in children.values() for e in elements(child)]
+
+
+def test_a_hostile_link_is_quoted_as_plain_text_never_drawn():
+    at = open_link("00_world.py", **HOSTILE)
+    no_exception(at)
+    notices = {c for c in captions(at) if c.startswith("🔗")}
+    assert len(notices) == 3, notices
+    assert any(r"“\[click\]\(https\:\/\/example\.com\)”" in n for n in notices), notices
+    strings = [s for e in elements(at._tree) if hasattr(e, "proto")
+               for s in texts(MessageToDict(e.proto)) if "example" in s]
+    assert strings and not [s for s in strings if LIVE.search(s)], strings
+
+
+def test_plain_text_shows_as_typed_and_stays_on_one_line():
+    assert share.plain("cat_1.jpg") == r"cat\_1\.jpg"
+    assert share.plain("a\n\n# b") == r"a \# b"
+    assert share.plain(r"\*") == r"\\\*"
