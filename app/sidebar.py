@@ -1,6 +1,17 @@
-"""The sidebar every page shares: which device runs the models, and which weights are here."""
+"""The sidebar every page shares: which device runs the models, and which weights are here.
+
+Setting (environment variable of `streamlit run`, read on every run):
+
+* ``SEGLAB_ALLOW_DOWNLOADS``: whether a student may fetch torchvision's weights from the
+  sidebar (up to 1.3 GB onto the server). Unset, empty, ``1``, ``true``, ``yes`` or ``on``: a
+  Download button (a student alone at home). Anything else, e.g. ``0``: no button, the panel
+  shows the `python -m seg weights download` commands with their sizes instead, for whoever
+  runs the server. The command line works either way.
+"""
 
 from __future__ import annotations
+
+import os
 
 import streamlit as st
 
@@ -24,8 +35,17 @@ def device_badge() -> None:
                            "runs alone.")
 
 
+ALLOW_DOWNLOADS = "SEGLAB_ALLOW_DOWNLOADS"
+
+
+def downloads_allowed() -> bool:
+    """Whether this server lets a student's page download weights (SEGLAB_ALLOW_DOWNLOADS)."""
+    return os.environ.get(ALLOW_DOWNLOADS, "").strip().lower() in {"", "1", "true", "yes", "on"}
+
+
 def weights_panel() -> None:
-    """Which pretrained torchvision weights are cached, and a button that fetches them."""
+    """Which pretrained torchvision weights are cached, and how to fetch the others: a button
+    where the server allows it, the command line otherwise."""
     from seg.models import pretrained
 
     cached = resources.cached_torchvision()
@@ -35,10 +55,25 @@ def weights_panel() -> None:
         if not missing:
             st.success("All torchvision weights are cached.")
             return
+        megabytes = {row.name: row.download_mb for row in pretrained.status()}
+        if not downloads_allowed():
+            st.caption("Without them, the lessons run SegLab's own models trained on synthetic "
+                       "street scenes. This server does not download weights from a page "
+                       f"(`{ALLOW_DOWNLOADS}`); whoever runs it can fetch them (checked "
+                       "against their published hash) with:")
+            width = max(len(n) for n in missing)
+            total = sum(megabytes[n] for n in missing)
+            st.code("\n".join(
+                [f"python -m seg weights download {'':<{width}}  # all {len(missing)}, "
+                 f"{total:,.0f} MB"]
+                + [f"python -m seg weights download {n:<{width}}  # {megabytes[n]:,.0f} MB"
+                   for n in missing]), language="bash")
+            return
         st.caption("Without them, the lessons run SegLab's own models trained on synthetic "
                    "street scenes. With internet, fetch torchvision's (checked against their "
                    "published hash):")
-        name = st.selectbox("Weights", missing, key="weights_choice")
+        name = st.selectbox("Weights", missing, key="weights_choice",
+                            format_func=lambda n: f"{n} ({megabytes[n]:,.0f} MB)")
         if st.button("Download", key="weights_download"):
             bar = st.progress(0.0, text=f"Downloading {name}…")
 
@@ -53,6 +88,9 @@ def weights_panel() -> None:
                 bar.empty()
                 st.error(str(error))
             else:
+                # Only the set of cached names is read again (by every session, at its next
+                # run: its pickers gain the new network, their choices stay); models, results
+                # and other sessions' pages are left as they are.
                 resources.cached_torchvision.clear()
                 st.success(f"{name} is ready.")
                 st.rerun()

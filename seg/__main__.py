@@ -62,10 +62,11 @@ def _weights(args) -> int:
 
     if args.action == "status":
         print(f"torch hub cache: {pretrained.cache_path(pretrained.names()[0]).parent}")
-        print(f"{'name':<32}{'task':<16}{'cached':<8}{'MB':>8}")
+        print(f"{'name':<32}{'task':<16}{'cached':<8}{'MB':>8}{'download MB':>13}")
         for row in pretrained.status():
             size = f"{row.size_mb:.1f}" if row.size_mb else "-"
-            print(f"{row.name:<32}{row.task:<16}{'yes' if row.cached else 'no':<8}{size:>8}")
+            print(f"{row.name:<32}{row.task:<16}{'yes' if row.cached else 'no':<8}{size:>8}"
+                  f"{row.download_mb:>13.1f}")
         return 0
     names = args.names or pretrained.names()
     failed = 0

@@ -42,11 +42,12 @@ def fresh(name):
     return builder(**kwargs).eval()
 
 
-def stand_in(name, state_dict, monkeypatch, folder=None):
+def stand_in(name, state_dict, monkeypatch, folder=None, *,
+             base="https://download.pytorch.org/models/"):
     """Save `state_dict` as `<name>-<first 8 hex of its SHA-256>.pth` in `folder` (default: the
     torch.hub cache) and make it `name`'s published file for this test: its weights entry keeps
-    torchvision's classes, preprocessing and metrics, with a URL of that file name. Returns
-    (path, sha256)."""
+    torchvision's classes, preprocessing and metrics, with the URL `base` + that file name (a
+    `file://` folder makes `download` fetch it from there). Returns (path, sha256)."""
     folder = folder or pretrained.cache_path(name).parent
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{name}.partial"
@@ -57,7 +58,7 @@ def stand_in(name, state_dict, monkeypatch, folder=None):
              else pretrained.TORCHVISION_CLASSIFIERS)
     builder, published = table[name]
     weights = WeightsEnum(f"StandIn_{name}", {"V1": Weights(
-        url=f"https://download.pytorch.org/models/{path.name}",
+        url=f"{base}{path.name}",
         transforms=published.transforms, meta=published.meta)}).V1
     monkeypatch.setitem(table, name, (builder, weights))
     return path, digest
@@ -245,3 +246,13 @@ def test_published_metrics_categories_and_preprocessing():
     assert seg_pre.resize_size == 520 and seg_pre.crop_size is None
     assert (cls_pre.resize_size, cls_pre.crop_size) == (256, 224)
     assert cls_pre.mean == (0.485, 0.456, 0.406) and cls_pre.std == (0.229, 0.224, 0.225)
+
+
+def test_cli_status_says_what_each_download_weighs(hub, capsys):
+    from seg.__main__ import main
+
+    assert main(["weights", "status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-2:] == ["download", "MB"]
+    (vgg16,) = [line for line in lines if line.startswith("vgg16 ")]
+    assert vgg16.split()[-3:] == ["no", "-", "527.8"]
