@@ -15,7 +15,7 @@ two are small and do what a class needs:
 
 Both compute a missing value once: the second student asking for it waits for the first
 one's run (their place in the gate given back meanwhile) instead of running it again. With
-`gate` text, the computation runs inside ``serving.heavy(gate)``: queued behind the class's
+`gate`, the computation runs inside ``serving.heavy``: queued behind the class's
 other heavy work, then shown with a spinner that says what runs. Arguments whose name starts
 with ``_`` are not part of the key (pass the picture's hash beside it), as with Streamlit.
 
@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from app import serving
 
-__all__ = ["BUDGET", "Store", "memo", "shared", "store"]
+__all__ = ["BUDGET", "Store", "clear_all", "memo", "shared", "store"]
 
 T = TypeVar("T")
 _MISSING = object()  # what a lookup returns for a key it does not hold (None is a value)
@@ -151,11 +151,12 @@ def _identity(function: Callable) -> tuple:
     return (code.co_filename, function.__qualname__, code.co_firstlineno)
 
 
-def memo(function: Callable | None = None, *, gate: str | None = None):
+def memo(function: Callable | None = None, *, gate: str | bool = False):
     """Cache a function's pickled results under the process's byte budget (see module doc).
 
-    `gate`: run a missing value inside ``serving.heavy(gate)``, the text saying what runs.
-    The decorated function gets ``.clear()``.
+    `gate`: run a missing value inside ``serving.heavy``: True for work that shows its own
+    progress, or the text of the spinner that says what runs. The decorated function gets
+    ``.clear()``.
     """
     def decorate(function: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(function)
@@ -165,9 +166,9 @@ def memo(function: Callable | None = None, *, gate: str | None = None):
             key = _key(function, signature, args, kwargs)
 
             def run() -> T:
-                if gate is None:
+                if not gate:
                     return function(*args, **kwargs)
-                with serving.heavy(gate):
+                with serving.heavy(gate if isinstance(gate, str) else None):
                     return function(*args, **kwargs)
 
             pickled: list[bytes] = []
@@ -204,7 +205,8 @@ _shared_lock = threading.Lock()
 _resources = Store(0)  # only its one-run-per-key bookkeeping
 
 
-def shared(function: Callable | None = None, *, max_entries: int = 8, gate: str | None = None):
+def shared(function: Callable | None = None, *, max_entries: int = 8,
+           gate: str | bool = False):
     """Keep one object per argument set for every session (a model): never to be changed by
     a caller. `gate` as for :func:`memo`. The decorated function gets ``.clear()``."""
     def decorate(function: Callable[..., T]) -> Callable[..., T]:
@@ -218,9 +220,9 @@ def shared(function: Callable | None = None, *, max_entries: int = 8, gate: str 
             key = _key(function, signature, args, kwargs)
 
             def run() -> T:
-                if gate is None:
+                if not gate:
                     return function(*args, **kwargs)
-                with serving.heavy(gate):
+                with serving.heavy(gate if isinstance(gate, str) else None):
                     return function(*args, **kwargs)
 
             def lookup():
@@ -246,3 +248,13 @@ def shared(function: Callable | None = None, *, max_entries: int = 8, gate: str 
         return wrapper
 
     return decorate(function) if function is not None else decorate
+
+
+def clear_all() -> None:
+    """Forget every memoised result and shared object of the process (tests, a weights change)."""
+    store.clear()
+    with _shared_lock:
+        tables = list(_shared_tables.values())
+    for table in tables:
+        with table.lock:
+            table.values.clear()
