@@ -7,12 +7,16 @@ a plain sentence for the student: what is wrong with the file and what to do abo
 The checks happen in the order that keeps the machine safe:
 
 1. the file size is compared with :data:`MAX_BYTES` before anything is parsed;
-2. ``Image.open`` reads only the header, so the pixel count is compared with
-   :data:`MAX_PIXELS` before a single pixel is decoded (a 100 kB PNG can claim to be
-   100000×100000 pixels: a "decompression bomb");
+2. ``Image.open`` (or numpy's ``.npy`` header reader) reads only the header, so every size
+   rule is checked before a single pixel is decoded: the pixel count against
+   :data:`MAX_PIXELS` (a 100 kB PNG can claim to be 100000×100000 pixels: a
+   "decompression bomb"), a mask's or depth map's size against its picture's, and the
+   caller's own rules (``load_image(check_size=...)``);
 3. the pixels are decoded, and a file that ends before its pixels do is refused even if
    some other code switched on ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` (which would
-   otherwise pad the missing part with grey without telling anyone).
+   otherwise pad the missing part with grey without telling anyone);
+4. a picture meant for inference (``load_image(max_side=...)``) is shrunk while it is
+   converted to RGB, so that at peak it costs little more than its decoded pixels.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Callable, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 Source = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
 
@@ -77,6 +81,13 @@ _HIGH_DEPTH_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 _LOSSY_FORMATS = {"JPEG", "MPO"}
 
 _IGNORE_INDEX = 255
+
+# Shrinking first box-averages blocks of pixels down to within this factor of the target
+# size, then Lanczos does the rest: fast, and without aliasing.
+_REDUCING_GAP = 3.0
+# A large picture is converted to RGB in bands of about this many bytes (as RGB), so that no
+# full-size copy of it is made besides the decoded pixels and their reduced version.
+_BAND_BYTES = 8_000_000
 
 
 class ImageError(ValueError):
@@ -215,12 +226,12 @@ def _refuse_unreadable(data: bytes, what: str) -> ImageError:
     )
 
 
-def _decode(data: bytes, what: str) -> Image.Image:
-    """Open, size-check and fully decode ``data`` (first frame), with EXIF orientation applied.
+def _open(data: bytes, what: str) -> tuple[Image.Image, _WatchedBytes]:
+    """Parse ``data``'s header only and refuse, before any pixel is decoded, what it announces.
 
-    The returned image keeps its original mode (``L``, ``P``, ``I;16``, ``RGBA`` ...);
-    callers decide how to interpret it. ``what`` ("picture", "mask", "depth map") words
-    the error messages; masks and depth maps must also be lossless (no JPEG).
+    Returns the lazily opened image and its watched file, for :func:`_load_pixels`. ``what``
+    ("picture", "mask", "depth map") words the error messages; masks and depth maps must
+    also be lossless (no JPEG).
     """
     fp = _WatchedBytes(data)
     try:
@@ -235,32 +246,71 @@ def _decode(data: bytes, what: str) -> Image.Image:
         raise _refuse_unreadable(data, what) from err
     except _DECODE_ERRORS as err:
         raise _damaged(what) from err
+    if what != "picture" and image.format in _LOSSY_FORMATS:
+        raise ImageError(
+            f"This {what} is a JPEG, whose compression blurs exact values (labels or "
+            f"distances). Please save the {what} as PNG instead."
+        )
+    width, height = image.size
+    bomb = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
+    if bomb or width * height > MAX_PIXELS:
+        raise _too_many_pixels(what, image.size)
+    return image, fp
 
-    with image:
-        if what != "picture" and image.format in _LOSSY_FORMATS:
-            raise ImageError(
-                f"This {what} is a JPEG, whose compression blurs exact values (labels or "
-                f"distances). Please save the {what} as PNG instead."
-            )
-        width, height = image.size
-        bomb = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
-        # Only the header has been read so far: refuse before allocating any pixels.
-        if bomb or width * height > MAX_PIXELS:
-            raise _too_many_pixels(what, image.size)
-        fp.ran_out = False
-        try:
-            image.load()
-        except _DECODE_ERRORS as err:
-            truncated = fp.ran_out or "truncated" in str(err)
-            raise (_truncated(what) if truncated else _damaged(what)) from err
-        if fp.ran_out:
-            raise _truncated(what)
-        try:
-            return ImageOps.exif_transpose(image)
-        except _DECODE_ERRORS:
-            # A broken EXIF block is common in phone photos and says nothing about the
-            # pixels: keep the picture as stored rather than refuse it.
-            return image.copy()
+
+def _load_pixels(image: Image.Image, fp: _WatchedBytes, what: str) -> None:
+    """Decode the pixels of an image from :func:`_open`, refusing a truncated or broken file.
+
+    A file that ends before its pixels do is refused even if some other code switched on
+    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` (which would pad the missing part with grey).
+    """
+    fp.ran_out = False
+    try:
+        image.load()
+    except _DECODE_ERRORS as err:
+        truncated = fp.ran_out or "truncated" in str(err)
+        raise (_truncated(what) if truncated else _damaged(what)) from err
+    if fp.ran_out:
+        raise _truncated(what)
+
+
+# EXIF orientation -> the turn that makes the picture upright, as in ImageOps.exif_transpose;
+# kept here so that a large picture is turned after it is shrunk, not at full size.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright_turn(image: Image.Image) -> Image.Transpose | None:
+    """The transposition that EXIF orientation asks for (phones store portraits sideways)."""
+    try:
+        return _UPRIGHT.get(image.getexif().get(0x0112))  # 0x0112: Orientation
+    except _DECODE_ERRORS:
+        # A broken EXIF block is common in phone photos and says nothing about the
+        # pixels: keep the picture as stored rather than refuse it.
+        return None
+
+
+def _decode(data: bytes, what: str, size: tuple[int, int]) -> Image.Image:
+    """Open, size-check and fully decode a mask or depth map (first frame), turned upright.
+
+    The returned image keeps its original mode (``L``, ``P``, ``I;16`` ...); callers decide
+    how to interpret it. A file whose header announces another size than ``size`` (either
+    way round, as EXIF may still turn it) is refused before its pixels are decoded, so a
+    small file claiming 7000×7000 costs nothing; callers check the upright size afterwards.
+    """
+    image, fp = _open(data, what)
+    if sorted(image.size) != sorted(size):
+        _check_size(what, image.size, size)
+    _load_pixels(image, fp, what)
+    turn = _upright_turn(image)
+    return image if turn is None else image.transpose(turn)
 
 
 def _truncated(what: str) -> ImageError:
@@ -278,28 +328,40 @@ def _damaged(what: str) -> ImageError:
     )
 
 
-def _stretch_to_8bit(image: Image.Image) -> Image.Image:
+def _value_range(bands) -> tuple[np.float32, np.float32] | None:
+    """The finite minimum and maximum over the bands of a 16/32-bit or float greyscale image."""
+    low = high = None
+    for band in bands:
+        values = np.asarray(band, dtype=np.float32)  # (rows, W)
+        values = values[np.isfinite(values)]
+        if values.size:
+            low = values.min() if low is None else min(low, values.min())
+            high = values.max() if high is None else max(high, values.max())
+    return None if low is None else (low, high)
+
+
+def _stretch_to_8bit(image: Image.Image, value_range) -> Image.Image:
     """Map a 16/32-bit or float greyscale image onto 0..255 by its actual value range.
 
     A 12-bit camera frame stored in a 16-bit PNG uses 0..4095; dividing by 257 (the
     16-to-8-bit rule) would make it nearly black, and clipping would make it white.
     Stretching min..max to 0..255 shows what is there. A constant image becomes black;
-    NaN and infinite values (possible in float TIFFs) become black too.
+    NaN and infinite values (possible in float TIFFs) become black too. ``value_range`` is
+    the whole picture's (from :func:`_value_range`), so that a band of it is mapped alike.
     """
     values = np.asarray(image, dtype=np.float32)  # (H, W)
     finite = np.isfinite(values)
     grey = np.zeros(values.shape, dtype=np.uint8)  # (H, W)
-    if finite.any():
-        low, high = values[finite].min(), values[finite].max()
-        if high > low:
-            scaled = (values[finite] - low) * (255.0 / (high - low))
-            grey[finite] = np.round(scaled).astype(np.uint8)
+    if value_range is not None and value_range[1] > value_range[0]:
+        low, high = value_range
+        scaled = (values[finite] - low) * (255.0 / (high - low))
+        grey[finite] = np.round(scaled).astype(np.uint8)
     return Image.fromarray(grey)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, value_range=None) -> Image.Image:
     if image.mode in _HIGH_DEPTH_MODES:
-        image = _stretch_to_8bit(image)
+        image = _stretch_to_8bit(image, value_range)
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -313,7 +375,70 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         ) from err
 
 
-def load_image(source: Source) -> Image.Image:
+def _bands(image: Image.Image, rows: int):
+    """``image`` cut into horizontal bands of ``rows`` rows (each a small copy)."""
+    width, height = image.size
+    for top in range(0, height, rows):
+        yield top, image.crop((0, top, width, min(height, top + rows)))
+
+
+def _rgb_of_size(image: Image.Image, size: tuple[int, int],
+                 box: tuple[float, float, float, float]) -> Image.Image:
+    """The loaded ``image`` (any mode) as RGB, its region ``box`` resampled to ``size``.
+
+    This is ``fit_within(_to_rgb(image), …)`` without the full-size RGB copy and the three
+    full-size RGBA intermediates of compositing: the picture is converted band by band and
+    each band is box-reduced at once (Pillow's ``reducing_gap`` step, whose blocks never
+    cross a band), so the peak is the decoded picture plus its reduced copy. Compositing on
+    white is linear in the premultiplied colours, so reducing after it blends edges right.
+    """
+    if image.mode == "RGB" and "transparency" not in image.info:
+        if size == image.size and box == (0, 0, *size):
+            return image
+        return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+    width, height = image.size
+    # Pillow's own rule for the integer box-reduction that precedes Lanczos.
+    factor_x = int((box[2] - box[0]) / size[0] / _REDUCING_GAP) or 1
+    factor_y = int((box[3] - box[1]) / size[1] / _REDUCING_GAP) or 1
+    rows = factor_y * max(1, _BAND_BYTES // (4 * width * factor_y))
+    value_range = None
+    if image.mode in _HIGH_DEPTH_MODES:
+        value_range = _value_range(band for _, band in _bands(image, rows))
+    reduced = Image.new("RGB", (-(-width // factor_x), -(-height // factor_y)))
+    for top, band in _bands(image, rows):
+        band = _to_rgb(band, value_range)
+        if (factor_x, factor_y) != (1, 1):
+            band = band.reduce((factor_x, factor_y))
+        reduced.paste(band, (0, top // factor_y))
+    if reduced.size == size and box == (0, 0, *size):
+        return reduced
+    box = (box[0] / factor_x, box[1] / factor_y, box[2] / factor_x, box[3] / factor_y)
+    return reduced.resize(size, Image.Resampling.LANCZOS, box=box)
+
+
+def _picture(data: bytes, max_side: int | None, check_size) -> Image.Image:
+    """Decode a picture to upright RGB, shrunk to ``max_side`` on the way (see load_image)."""
+    image, fp = _open(data, "picture")
+    if check_size is not None:
+        check_size(image.size)
+    size = image.size if max_side is None else fitted_size(image.size, max_side)
+    box = (0.0, 0.0, *image.size)
+    if size != image.size and image.format in _LOSSY_FORMATS:
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale for free (scaled inverse DCT): never below
+        # the target size, so Lanczos still has the last word on aliasing.
+        drafted = image.draft(None, size)
+        if drafted is not None:
+            box = drafted[1]
+    _load_pixels(image, fp, "picture")
+    turn = _upright_turn(image)
+    rgb = _rgb_of_size(image, size, box)
+    if rgb is not image:
+        image.close()  # frees the full-size pixels before the turn
+    return rgb if turn is None else rgb.transpose(turn)
+
+
+def load_image(source: Source, *, max_side: int | None = None,
+               check_size: Callable[[tuple[int, int]], None] | None = None) -> Image.Image:
     """Read a picture from bytes, a path or a file object into a fully loaded RGB image.
 
     This is the one entrance for every picture a student brings. The result is always
@@ -329,14 +454,23 @@ def load_image(source: Source) -> Image.Image:
       composited on a **white** background, as a browser shows it on a white page;
     - animated GIF, WebP and PNG (APNG) give their first frame.
 
-    Large pictures are accepted up to :data:`MAX_PIXELS`; use :func:`fit_within` to shrink
-    them for inference. Very thin ones (1×4000) are fine.
+    Large pictures are accepted up to :data:`MAX_PIXELS`; very thin ones (1×4000) are fine.
+    A picture meant for inference should be read with ``max_side``: the result is then
+    what ``fit_within(load_image(source), max_side)`` gives, but made without full-size
+    copies (a JPEG is even decoded at reduced scale), so that a picture costs little more
+    than its decoded pixels at peak instead of several times that.
 
     Args:
         source: the file's bytes, a path (``str`` or ``Path``), or a binary file object.
             For objects with ``getvalue()`` (``io.BytesIO``, Streamlit's ``UploadedFile``)
             the whole content is used whatever the current position; other file objects
             are read from their current position.
+        max_side: if given, the longest side of the result (larger pictures are shrunk,
+            keeping their shape; smaller ones are kept as they are).
+        check_size: if given, called with the ``(width, height)`` that the file's header
+            announces, before any pixel is decoded; it refuses a picture by raising
+            :class:`ImageError`. The size is as stored, before EXIF orientation turns it,
+            so a rule should not care which side is the width.
 
     Returns:
         A loaded ``PIL.Image.Image`` in mode ``RGB``.
@@ -355,7 +489,26 @@ def load_image(source: Source) -> Image.Image:
         >>> image.mode, image.size, image.getpixel((0, 0))
         ('RGB', (4, 2), (255, 255, 255))
     """
-    return _to_rgb(_decode(_read_bytes(source, "picture"), "picture"))
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    return _picture(_read_bytes(source, "picture"), max_side, check_size)
+
+
+def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The ``(width, height)`` that :func:`fit_within` gives a picture of ``size``.
+
+    Example:
+        >>> fitted_size((6000, 4000), 1024)
+        (1024, 683)
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    width, height = size
+    longest = max(width, height)
+    if longest <= max_side:
+        return (width, height)
+    scale = max_side / longest
+    return (max(1, round(width * scale)), max(1, round(height * scale)))
 
 
 def fit_within(image: Image.Image, max_side: int) -> Image.Image:
@@ -381,15 +534,10 @@ def fit_within(image: Image.Image, max_side: int) -> Image.Image:
         >>> fit_within(Image.new("RGB", (1, 4000)), 512).size
         (1, 512)
     """
-    if max_side < 1:
-        raise ValueError(f"max_side must be at least 1, got {max_side}")
-    width, height = image.size
-    longest = max(width, height)
-    if longest <= max_side:
+    new_size = fitted_size(image.size, max_side)
+    if new_size == image.size:
         return image
-    scale = max_side / longest
-    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(new_size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image.resize(new_size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
 
 
 def _check_size(what: str, actual: tuple[int, int], expected: tuple[int, int]) -> None:
@@ -453,7 +601,7 @@ def load_mask(source: Source, *, size: tuple[int, int], num_classes: int) -> np.
         array([[  0,   1, 255],
                [  2,   2,   1]])
     """
-    image = _decode(_read_bytes(source, "mask"), "mask")
+    image = _decode(_read_bytes(source, "mask"), "mask", size)
     grey = _grey_channel(image)
     if grey is not None:
         labels = grey
@@ -485,12 +633,13 @@ def load_mask(source: Source, *, size: tuple[int, int], num_classes: int) -> np.
     return labels
 
 
-def _load_npy(data: bytes) -> np.ndarray:
-    """The 2-D numeric array in a ``.npy`` file, checked from its header before any allocation.
+def _load_npy(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The 2-D numeric array of ``size`` in a ``.npy`` file, checked from its header first.
 
     ``np.load`` allocates the array its header declares before reading a byte of it, so a
     200-byte file claiming shape (100000, 100000) would ask for 80 GB: the ``.npy`` kind of
-    decompression bomb. The header is read first and the data is then viewed in place.
+    decompression bomb. The header is read and checked first (dimensions, type, number of
+    values, size against the picture's) and the data is then viewed in place.
     """
     fp = io.BytesIO(data)
     # numpy.save writes format 1.0, or 2.0 for headers over 64 kB; 3.0 only for structured
@@ -506,7 +655,7 @@ def _load_npy(data: bytes) -> np.ndarray:
         if reader is None:
             raise damaged
         shape, fortran_order, dtype = reader(fp)
-    except ValueError as err:
+    except _DECODE_ERRORS as err:
         raise damaged from err
     # numpy checks that the shape holds integers, not that they are sizes.
     if any(n < 0 for n in shape):
@@ -517,14 +666,22 @@ def _load_npy(data: bytes) -> np.ndarray:
             "Please save the depth with numpy.save(path, depth.astype('float32'))."
         )
     if len(shape) != 2 or dtype.kind not in "fiu":
+        # A crafted header may list thousands of dimensions: name the shape only if short.
+        shaped = f"shape {shape}" if len(shape) <= 4 else f"{len(shape)} dimensions"
         raise ImageError(
-            f"This .npy file holds an array of {dtype} values with shape {shape}, but a depth "
+            f"This .npy file holds an array of {dtype} values with {shaped}, but a depth "
             "map is a 2-D array (height, width) of distances in metres. "
             "Please save a float array of shape (height, width)."
         )
     height, width = shape
+    if height == 0 or width == 0:
+        raise ImageError(
+            f"This .npy file holds an empty array (shape {shape}), with no distance in it. "
+            "Please save the depth map of the picture, an array of shape (height, width)."
+        )
     if height * width > MAX_PIXELS:
         raise _too_many_pixels("depth map", (width, height))
+    _check_size("depth map", (width, height), size)
     if len(data) - fp.tell() < height * width * dtype.itemsize:
         raise ImageError(
             f"This .npy file is incomplete: its header announces a {height}×{width} array but "
@@ -579,10 +736,10 @@ def load_depth(source: Source, *, size: tuple[int, int]) -> np.ndarray:
     """
     data = _read_bytes(source, "depth map")
     if data.startswith(b"\x93NUMPY"):
-        depth = _load_npy(data).astype(np.float64)  # (H, W) metres
+        depth = _load_npy(data, size).astype(np.float64)  # (H, W) metres
         actual = (depth.shape[1], depth.shape[0])
     else:
-        image = _decode(data, "depth map")
+        image = _decode(data, "depth map", size)
         grey = _grey_channel(image)
         if image.mode in {"I", "I;16", "I;16L", "I;16B", "I;16N"}:
             depth = np.asarray(image, dtype=np.float64) / 1000.0  # (H, W) mm -> m

@@ -5,9 +5,13 @@ from __future__ import annotations
 import doctest
 import hashlib
 import io
+import json
 import struct
+import subprocess
+import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,6 +245,149 @@ def test_fit_within_rejects_a_nonsense_side():
         fit_within(Image.new("RGB", (4, 4)), 0)
 
 
+# --- large pictures: shrunk while they are decoded, refused from their header -------------
+
+def pictures_of_every_mode() -> dict[str, Image.Image]:
+    """613×409 pictures in the colour modes that a student's file decodes to."""
+    rgb = RNG.integers(0, 256, size=(409, 613, 3), dtype=np.uint8)  # (H, W, 3)
+    alpha = RNG.integers(0, 256, size=(409, 613), dtype=np.uint8)  # (H, W)
+    palette = Image.fromarray(rgb).quantize(16)
+    palette.info["transparency"] = 3
+    return {
+        "RGB": Image.fromarray(rgb),
+        "RGBA": Image.fromarray(np.dstack([rgb, alpha])),
+        "LA": Image.fromarray(np.dstack([rgb[..., 0], alpha])),
+        "P": palette,
+        "L": Image.fromarray(alpha),
+        "I;16": Image.fromarray(alpha.astype(np.uint16) * 40 + 1000),
+    }
+
+
+@pytest.mark.parametrize("mode", list(pictures_of_every_mode()))
+def test_max_side_gives_exactly_what_fit_within_gives(mode, monkeypatch):
+    data = encode(pictures_of_every_mode()[mode], "PNG")
+    reference = np.asarray(fit_within(load_image(data), 64))  # (43, 64, 3)
+    # Bands of a few rows, so that the picture is converted in many of them.
+    monkeypatch.setattr(seg.io, "_BAND_BYTES", 4 * 613 * 3 * 5)
+    shrunk = load_image(data, max_side=64)
+    assert shrunk.mode == "RGB" and shrunk.size == (64, 43)
+    np.testing.assert_array_equal(np.asarray(shrunk), reference)
+
+
+def smooth_photo(width: int, height: int) -> Image.Image:
+    """A photo-like picture: a coarse random pattern enlarged smoothly."""
+    coarse = RNG.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+
+
+def test_max_side_on_a_jpeg_decodes_at_reduced_scale_then_turns_it_upright():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    data = encode(smooth_photo(1600, 1200), "JPEG", quality=95, exif=exif.tobytes())
+    reference = as_array(fit_within(load_image(data), 300))  # (300, 225, 3)
+    shrunk = load_image(data, max_side=300)
+    assert shrunk.size == (225, 300)
+    assert np.abs(as_array(shrunk) - reference).mean() < 2
+
+
+def test_max_side_must_be_a_size():
+    with pytest.raises(ValueError):
+        load_image(encode(Image.fromarray(NOISE), "PNG"), max_side=0)
+
+
+def test_check_size_sees_the_header_before_a_pixel_is_decoded():
+    seen = []
+
+    def refuse_strips(size):
+        seen.append(size)
+        raise ImageError("This picture is a strip.")
+
+    data = png_claiming(40_000, 1250)  # only a 4×4 picture's pixels follow the header
+    assert refused(load_image, data, check_size=refuse_strips) == "This picture is a strip."
+    assert seen == [(40_000, 1250)]
+    # Let through, the same file is decoded and found to end early: the check came first.
+    assert "incomplete" in refused(load_image, data, check_size=seen.append)
+
+
+def test_masks_and_depths_of_another_size_are_refused_from_the_header():
+    data = png_claiming(7000, 7000)  # decoding it would find it incomplete
+    for load, options in ((load_mask, {"num_classes": 8}), (load_depth, {})):
+        assert "is 7000×7000 but the image is 16×12" in refused(load, data, size=(16, 12),
+                                                                **options)
+
+
+def png_of_rows(width: int, height: int, row: bytes, *, colour_type: int,
+                bit_depth: int = 8) -> bytes:
+    """A PNG of ``height`` copies of the raw pixel row ``row``, compressed row by row: a
+    small file with a large picture in it, made without ever holding its pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    deflate = zlib.compressobj(1)
+    line = b"\x00" + row  # filter type 0: the row as it is
+    pixels = b"".join(deflate.compress(line) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+            + chunk(b"IEND", b""))
+
+
+# Run in a fresh interpreter: each step's peak resident memory (ru_maxrss, which sees
+# Pillow's buffers, unlike tracemalloc) is compared with the peak before it.
+PEAK_MEMORY = """
+import io, json, resource, sys
+from PIL import Image
+import seg.io
+from seg.io import ImageError
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+def refuse_strips(size):
+    if max(size) > 8 * min(size):
+        raise ImageError("This picture is a strip.")
+
+tiny = io.BytesIO()
+Image.new("RGB", (4, 4)).save(tiny, "PNG")
+seg.io.load_image(tiny.getvalue())  # Pillow's plugins are imported before measuring
+strip, depth, sticker = (open(path, "rb").read() for path in sys.argv[1:])
+costs = {}
+for name, call in [
+    ("strip", lambda: seg.io.load_image(strip, check_size=refuse_strips)),
+    ("depth", lambda: seg.io.load_depth(depth, size=(1024, 768))),
+    ("sticker", lambda: seg.io.load_image(sticker, max_side=1024)),
+]:
+    before = peak()
+    try:
+        call()
+    except ImageError:
+        pass
+    costs[name] = peak() - before
+print(json.dumps(costs))
+"""
+
+
+def test_peak_memory_of_large_and_of_refused_pictures(tmp_path):
+    files = {
+        "strip": png_of_rows(40_000, 1250, bytes(3 * 40_000), colour_type=2),  # 50 MP RGB
+        "depth": png_of_rows(7000, 7000, np.full(7000, 1500, ">u2").tobytes(),
+                             colour_type=0, bit_depth=16),  # 16-bit millimetres
+        "sticker": png_of_rows(7000, 7000, bytes([200, 30, 30, 128]) * 7000,
+                               colour_type=6),  # RGBA, half transparent
+    }
+    paths = []
+    for name, data in files.items():
+        assert len(data) < 2_000_000, name  # small files, large pictures
+        paths.append(tmp_path / f"{name}.png")
+        paths[-1].write_bytes(data)
+    run = subprocess.run([sys.executable, "-c", PEAK_MEMORY, *map(str, paths)], check=True,
+                         capture_output=True, text=True, cwd=Path(seg.io.__file__).parents[1])
+    costs = json.loads(run.stdout)
+    assert costs["strip"] < 50e6 and costs["depth"] < 50e6, costs  # refused from the header
+    decoded = 7000 * 7000 * 4  # RGBA: 196 MB
+    assert costs["sticker"] <= 2 * decoded, costs
+
+
 # --- files that must be refused ------------------------------------------------------------
 
 SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
@@ -444,24 +591,31 @@ def test_bad_depth_maps_are_refused(data, words):
     assert words in refused(load_depth, data, size=(16, 12))
 
 
-def npy_claiming(shape: tuple[int, ...]) -> bytes:
-    """A small float64 .npy whose header is rewritten to announce ``shape``."""
-    data = npy(np.zeros((2, 2)))
-    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
-    start = data.index(b"{")
-    length = len(data) - 32 - start  # header length field sits just before the header
-    return data[:start] + header.ljust(length - 1).encode() + b"\n" + data[-32:]
+def npy_claiming(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    """A .npy file whose header announces ``shape`` and ``descr``, followed by 32 zero bytes."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * (-(len(header) + 11) % 64) + "\n"  # numpy aligns the data to 64 bytes
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(32)
 
 
-@pytest.mark.parametrize("shape, words", [
-    ((100_000, 100_000), "100000×100000 pixels"),
-    ((10**9, 10**9), "more than SegLab's limit"),
-    ((3000, 3000), "incomplete"),
-    ((-2, -2), "damaged"),
+@pytest.mark.parametrize("shape, descr, size, words", [
+    ((100_000, 100_000), "<f8", (2, 2), "100000×100000 pixels"),
+    ((10**9, 10**9), "<f8", (2, 2), "more than SegLab's limit"),
+    ((2**64, 2**64), "<f8", (2, 2), "more than SegLab's limit"),  # overflows int64
+    ((2**70, 0), "<f8", (2, 2), "empty array"),  # no values, yet numpy cannot make it
+    ((0, 5), "<f8", (5, 0), "empty array"),
+    ((3000, 3000), "<f8", (3000, 3000), "incomplete"),
+    ((3000, 3000), "<f8", (2, 2), "3000×3000 but the image is 2×2"),  # before the data
+    ((-2, -2), "<f8", (2, 2), "damaged"),
+    ((2,), "<f8", (2, 2), "2-D array"),
+    ((1,) * 1000, "<f8", (2, 2), "1000 dimensions"),
+    ((2, 2), "|O", (2, 2), "Python objects"),
+    ((2, 2), "<U8", (2, 2), "2-D array"),
+    ((2, 2), "<M8[s]", (2, 2), "2-D array"),
 ])
-def test_npy_header_is_checked_before_anything_is_allocated(shape, words):
+def test_npy_header_is_checked_before_anything_is_allocated(shape, descr, size, words):
     # np.load would first allocate what the header announces (80 GB for the first one).
-    assert words in refused(load_depth, npy_claiming(shape), size=(2, 2))
+    assert words in refused(load_depth, npy_claiming(shape, descr), size=size)
 
 
 def test_fortran_ordered_big_endian_npy_is_read_as_stored():
