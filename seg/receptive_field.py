@@ -23,11 +23,9 @@ Two views of the same idea, so a lesson can put them side by side:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -35,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from seg.models.segmenter import Prediction, for_inference, pad_to_multiple
 
 __all__ = ["LayerRF", "effective_extent", "empirical", "explain_pixel", "theoretical"]
 
@@ -137,19 +137,6 @@ def _step(field: _Field, kind: str, kernel: Pair, stride: Pair, padding: Pair,
 _RF_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d)
 
 
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration (batch-norm on a single image), each submodule's own
-    training flag restored afterwards."""
-    modes = {m: m.training for m in module.modules()}
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
-
-
 def _tensors(value) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
@@ -161,9 +148,12 @@ def _tensors(value) -> list[torch.Tensor]:
 def theoretical(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRF]:
     """The theoretical receptive field after every convolution and pooling layer.
 
-    One forward pass on zeros of shape (1, 3, *input_size) with forward hooks records every
-    `Conv2d`, `ConvTranspose2d`, `MaxPool2d` and `AvgPool2d` in execution order and applies the
-    recurrence of the module docstring. The network is treated as a chain along its main path:
+    One forward pass on zeros of shape (1, 3, *input_size), in eval mode and without gradients,
+    records every `Conv2d`, `ConvTranspose2d`, `MaxPool2d` and `AvgPool2d` in execution order and
+    applies the recurrence of the module docstring. The forward hooks that record them are set
+    on a private copy sharing the weights (`seg.models.segmenter.for_inference`): it never
+    changes the module it is given, so it is safe on a shared model that other threads are
+    running meanwhile. The network is treated as a chain along its main path:
     each layer continues from the field of the tensor it receives, followed through other
     modules (batch-norm, ReLU, dropout) that keep the field unchanged. A tensor made outside a
     module (a residual sum, a concatenation, `F.interpolate`) takes the largest field computed
@@ -173,8 +163,7 @@ def theoretical(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRF]
     recurrent sweeps; a transposed convolution counts the most input units any output gathers.
 
     Args:
-        module: any `nn.Module` taking a (1, 3, H, W) image; it is run in eval mode, without
-            gradients, and its training flags are restored.
+        module: any `nn.Module` taking a (1, 3, H, W) image (left as it is).
         input_size: (H, W) of the zeros image; it sets the `out_shape`s (not the fields).
 
     Returns:
@@ -214,17 +203,12 @@ def theoretical(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRF]
             fields[id(tensor)] = field
             alive.append(tensor)
 
-    handles = [
-        sub.register_forward_hook(functools.partial(hook, name=name))
-        for name, sub in module.named_modules()
-        if isinstance(sub, _RF_LAYERS) or next(sub.children(), None) is None
-    ]
-    try:
-        with _eval_mode(module), torch.no_grad():
-            module(image)
-    finally:
-        for handle in handles:
-            handle.remove()
+    own = for_inference(module, private=True)  # the hooks go on this copy, never on `module`
+    for name, sub in own.named_modules():
+        if isinstance(sub, _RF_LAYERS) or next(sub.children(), None) is None:
+            sub.register_forward_hook(functools.partial(hook, name=name))
+    with torch.no_grad():
+        own(image)
     return layers
 
 
@@ -232,8 +216,10 @@ def empirical(module: nn.Module, image_tensor: torch.Tensor, y: int, x: int, *,
               output_key: str = "out", channel: int | None = None) -> np.ndarray:
     """Where in the image one output unit looks: |∂ output(y, x) / ∂ image|.
 
-    The module runs in eval mode with gradients on; the output at (y, x) is summed over all
-    channels (or only `channel`) and differentiated with respect to the input; the absolute
+    The module runs in eval mode with gradients on (a copy sharing its weights if it is not in
+    eval mode: it never changes the module it is given, so it is safe on a shared model); the
+    output at (y, x) is summed over all channels (or only `channel`) and differentiated with
+    respect to the input; the absolute
     gradient is summed over the colour channels and divided by its maximum. Zero outside the
     theoretical field, and typically concentrated near its centre.
 
@@ -262,8 +248,8 @@ def empirical(module: nn.Module, image_tensor: torch.Tensor, y: int, x: int, *,
     if parameter is not None:
         image = image.to(parameter.device, parameter.dtype)
     image = image.detach().clone().requires_grad_(True)
-    with _eval_mode(module), torch.enable_grad():
-        output = module(image)
+    with torch.enable_grad():
+        output = for_inference(module)(image)
         if isinstance(output, dict):
             output = output[output_key]
         if output.dim() != 4:
@@ -286,7 +272,8 @@ def explain_pixel(segmenter, image, y: int, x: int):
 
     The same answer as `segmenter.predict(image)` followed by `empirical` on the class it
     predicts at (y, x), for about half the cost: the forward pass that gives the labels is the
-    one that is differentiated, so a lesson that shows both runs the network once.
+    one that is differentiated, so a lesson that shows both runs the network once. Like
+    `predict`, it never changes the segmenter's module, so it is safe on a shared model.
 
     Args:
         segmenter: a `seg.models.Segmenter` (its `max_side` downscaling and `size_divisor`
@@ -300,17 +287,15 @@ def explain_pixel(segmenter, image, y: int, x: int):
         On a downscaled picture the gradient is computed at the network's working size and
         each value repeated over the pixels it stands for.
     """
-    from seg.models.segmenter import Prediction, pad_to_multiple  # seg.models imports this module
-
     start = time.perf_counter()
-    module = segmenter.module
+    module = for_inference(segmenter.module)
     small, (height, width) = segmenter.preprocess(image)  # (1, 3, h, w)
     if not (0 <= y < height and 0 <= x < width):
         raise ValueError(f"(y, x) = ({y}, {x}) is outside the {height}×{width} image")
     h, w = small.shape[-2:]
     padded, _ = pad_to_multiple(small, segmenter.size_divisor)
     padded = padded.detach().clone().requires_grad_(True)
-    with _eval_mode(module), torch.enable_grad():
+    with torch.enable_grad():
         output = module(padded)
         output = (output["out"] if isinstance(output, dict) else output)[..., :h, :w]
         scores = output.detach()  # (1, C, h, w)

@@ -26,11 +26,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SOURCES = ("pretrained", "seglab", "untrained")
 
 
-def sharing_weights(original):
+def sharing_weights(original, *, hooks: bool = True):
     """A copy of a segmenter (or a module) with module objects of its own and the original's
     weights: changing a layer's stride, padding or dilation in the copy leaves the original
     alone, and the copy takes no memory for weights. For inference: training the copy would
     train the original too.
+
+    Args:
+        original: a `Segmenter` or an `nn.Module`.
+        hooks: keep the original's forward and backward hooks in the copy; False gives it
+            none (and copies none of the objects they hold).
 
     Example:
         >>> net = nn.Conv2d(3, 4, 3)
@@ -40,8 +45,46 @@ def sharing_weights(original):
         ((1, 1), True)
     """
     module = original.module if isinstance(original, Segmenter) else original
-    tensors = [*module.parameters(), *module.buffers()]
-    return copy.deepcopy(original, {id(t): t for t in tensors})
+    memo = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+    if not hooks:  # the copy's hook registries start empty instead of copying the original's
+        memo.update({id(getattr(m, name)): type(getattr(m, name))()
+                     for m in module.modules() for name in _HOOK_REGISTRIES})
+    return copy.deepcopy(original, memo)
+
+
+#: The per-module dicts that hold forward and backward hooks (and their flags).
+_HOOK_REGISTRIES = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+                    "_backward_pre_hooks")
+
+
+def for_inference(module: nn.Module, *, private: bool = False) -> nn.Module:
+    """`module` ready to run in eval mode, without changing `module`.
+
+    Library code never changes a network it is handed: models cached for a whole class are
+    run by many sessions' threads at once, and a hook, a mode switch or an attribute set on
+    one of them shows in everyone's forward passes. So code that needs eval mode gets the module
+    itself when it and all its submodules are in eval mode already (as every shared model is),
+    and otherwise a `sharing_weights` copy switched to eval mode. Code that hooks or
+    reconfigures the network asks for `private=True`: always a copy. A copy has none of the
+    original's hooks and shares every parameter and buffer, so it costs milliseconds, not
+    memory (FCN-8s or ResNet-18: about 10 ms on one CPU core).
+
+    Args:
+        module: the network.
+        private: always return a copy of its own (hooks, attribute changes).
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout()).train()
+        >>> copy_ = for_inference(net)
+        >>> net.training, copy_.training, copy_[0].weight is net[0].weight
+        (True, False, True)
+        >>> for_inference(net.eval()) is net
+        True
+    """
+    if not private and not any(m.training for m in module.modules()):
+        return module
+    return sharing_weights(module, hooks=False).eval()
 
 
 class Prediction:
