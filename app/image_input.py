@@ -8,6 +8,7 @@ scene.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,8 @@ PHOTOS = {
 SOURCES = ("Synthetic scene", "Sample photo", "Upload", "Webcam")
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 DEFAULT_SEED = 7
-#: Pictures larger than this are reduced once on arrival: every model downsizes anyway, and it
-#: keeps caches, plots and the CRF quick.
+#: Pictures larger than this are reduced once on arrival, while they are decoded: every model
+#: downsizes anyway, and it keeps caches, plots and the CRF quick.
 WORKING_SIDE = 1024
 #: The lessons' networks pool a picture down 8 to 32 times and draw it next to its maps: a
 #: strip thinner than this, or longer than this many times its width, cannot be shown or
@@ -60,22 +61,52 @@ def synthetic(seed: int, size: int = 256) -> seg.synthetic.Scene:
     return seg.synthetic.scene(seed, height=size, width=size)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def decode(data: bytes) -> tuple[np.ndarray, str]:
-    """Decode uploaded bytes to (uint8 array, hash); raises ImageError with its sentence."""
-    original = seg.io.load_image(data)
-    width, height = original.size
+#: How many decoded uploads the server keeps for all sessions together. Each entry is a working
+#: picture of at most WORKING_SIDE² × 3 bytes (3.1 MB) with its 16-character hash, or a
+#: refusal sentence of a few hundred bytes, so the cache holds at most 48 × 3.1 MB ≈ 151 MB
+#: in the worst case. 48 leaves room for a class of 40 students' own uploads and the 4
+#: sample photos: with fewer, their reruns would evict each other and decode again and again.
+DECODE_ENTRIES = 48
+
+_decodes = 0
+_decodes_lock = threading.Lock()
+
+
+def decodes() -> int:
+    """How many times `decode` really decoded a file (its cache misses), since start-up."""
+    return _decodes
+
+
+def _check_shape(size: tuple[int, int]) -> None:
+    """Refuse, from the file's header, a picture the lessons cannot show or segment."""
+    width, height = size
     long, short = max(width, height), min(width, height)
     if long > MAX_ASPECT * short:
         raise ImageError(
-            f"This picture is {width}×{height} pixels, a strip {long // short} times longer "
-            f"than it is wide; the lessons need a picture at most {MAX_ASPECT} times longer "
-            "than wide. Please crop a part of it and upload that.")
-    image = seg.io.fit_within(original, WORKING_SIDE)
-    if min(image.size) < MIN_SIDE:
+            f"This picture is {width}×{height} pixels, a strip {long // max(short, 1)} times "
+            f"longer than it is wide; the lessons need a picture at most {MAX_ASPECT} times "
+            "longer than wide. Please crop a part of it and upload that.")
+    if min(seg.io.fitted_size(size, WORKING_SIDE)) < MIN_SIDE:
         raise ImageError(
             f"This picture is only {width}×{height} pixels; the networks need at least "
             f"{MIN_SIDE} pixels in each direction. Please upload a larger picture.")
+
+
+@st.cache_data(max_entries=DECODE_ENTRIES, show_spinner=False)
+def decode(data: bytes) -> tuple[np.ndarray, str] | str:
+    """Uploaded bytes as (uint8 working array, hash), or the sentence that refuses them.
+
+    A refusal is returned rather than raised so that it is cached like a picture: a page
+    rerun with a refused upload decodes nothing again. Every size rule is checked from the
+    file's header, before a pixel is decoded.
+    """
+    global _decodes
+    with _decodes_lock:
+        _decodes += 1
+    try:
+        image = seg.io.load_image(data, max_side=WORKING_SIDE, check_size=_check_shape)
+    except ImageError as error:
+        return str(error)
     return np.asarray(image), seg.io.image_hash(image)
 
 
@@ -115,11 +146,11 @@ def _from_file(file) -> ChosenImage:
     fallback = _from_scene(DEFAULT_SEED)
     if file is None:
         return fallback
-    try:
-        array, key = decode(file.getvalue())
-    except ImageError as error:
+    decoded = decode(file.getvalue())
+    if isinstance(decoded, str):
         return ChosenImage(fallback.array, fallback.name, fallback.key, fallback.scene,
-                           error=f"“{file.name}”: {error}")
+                           error=f"“{file.name}”: {decoded}")
+    array, key = decoded
     return ChosenImage(array, file.name, key)
 
 

@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import ROOT, encoded, no_exception, open_page
+from app import image_input
+from tests.app.conftest import ROOT, encoded, no_exception, open_page, upload
 from tests.browser.server import existing_pages
-from tests.seg.test_io import encode as save, png_claiming
+from tests.seg.test_io import encode as save, npy_claiming, png_claiming
 
 RNG = np.random.default_rng(3)
 STREET = np.asarray(Image.open(ROOT / "app" / "samples" / "chelsea.jpg").convert("RGB")
@@ -90,6 +91,26 @@ def test_the_image_uploader_on_every_page(file):
     assert not sidebar_errors(at) and not at.error, "the page did not recover"
 
 
+def test_an_upload_is_decoded_once_however_often_the_page_reruns():
+    # Fresh pixels, so that no earlier test's cache entry answers for them.
+    fresh = np.random.default_rng().integers(0, 256, size=(40, 400, 3), dtype=np.uint8)
+    strip, picture = encoded(fresh), encoded(fresh[:, :60])  # 400×40 is refused, 60×40 is not
+    at = open_page()
+    runs = image_input.decodes()
+    upload(at, "strip.png", strip)
+    refusal = sidebar_errors(at)
+    assert len(refusal) == 1 and "strip.png" in refusal[0] and "10 times longer" in refusal[0]
+    assert any("strip.png" in e for e in [e.value for e in at.error])  # and on the page
+    at.run().run()
+    no_exception(at)
+    assert sidebar_errors(at) == refusal  # the cached refusal, shown again
+    assert image_input.decodes() == runs + 1  # decoded by the first run only
+    at.sidebar.file_uploader(key="image_upload").upload("cat.png", picture, "image/png").run()
+    at.run()
+    no_exception(at)
+    assert not sidebar_errors(at) and image_input.decodes() == runs + 2
+
+
 def mask_corpus(width: int, height: int) -> list[tuple[str, bytes, bool]]:
     labels = RNG.integers(0, 8, (height, width)).astype(np.uint8)
     return [
@@ -127,6 +148,9 @@ def test_the_depth_map_uploader():
         ("cube.npy", npy(np.zeros((4, 4, 4), np.float32)), False),
         ("empty.npy", b"", False),
         ("bomb.png", png_claiming(100_000, 100_000), False),
+        ("large.png", png_claiming(7000, 7000), False),  # another size, seen in the header
+        ("no_values.npy", npy_claiming((2**70, 0)), False),  # numpy cannot even make it
+        ("many_dims.npy", npy_claiming((1,) * 1000), False),
     ]
     for name, data, accepted in corpus:
         at.file_uploader(key="depth_upload").upload(name, data, "application/octet-stream").run()
