@@ -55,6 +55,7 @@ class ChosenImage:
         return self.scene is not None
 
 
+# A 256² scene is about 1 MB (uint8 image, int64 labels, float32 depth): at most ~64 MB here.
 @st.cache_data(max_entries=64, show_spinner=False)
 def synthetic(seed: int, size: int = 256) -> seg.synthetic.Scene:
     """A synthetic scene, cached (pages redraw often)."""
