@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg import train
-from seg.models.segmenter import IMAGENET_MEAN, IMAGENET_STD, to_tensor
+from seg import rng, train
+from seg.models.segmenter import (IMAGENET_MEAN, IMAGENET_STD, for_inference, sharing_weights,
+                                  to_tensor)
 from seg.receptive_field import theoretical
 
 __all__ = ["CoarseMap", "ConvertedLayer", "PatchClassifier", "coarse_map", "convolutionalize",
@@ -100,7 +101,9 @@ def convolutionalize(classifier: nn.Module) -> tuple[nn.Sequential, list[Convert
     larger feature map back to the classifier's size.
 
     The new network shares the classifier's parameters (views of the same tensors, frozen):
-    the same numbers, reshaped.
+    the same numbers, reshaped. Its modules are its own (copies sharing the weights), so
+    putting it in eval mode or hooking it leaves the classifier alone: it never changes the
+    module it is given, so it is safe on a shared model.
 
     Args:
         classifier: the image classifier (its `input_size_of` is read to size fc6's kernel).
@@ -125,12 +128,10 @@ def convolutionalize(classifier: nn.Module) -> tuple[nn.Sequential, list[Convert
         raise ValueError("expected a classifier with `features` and a Sequential `classifier` "
                          "(torchvision's AlexNet/VGG, SegLab's alexnet_small)")
     size = input_size_of(classifier)
-    was_training = classifier.training
-    classifier.eval()
+    features = for_inference(features, private=True)  # the net's own modules, eval mode
     probe = next(classifier.parameters())
     _, channels, side, side_w = features(
         torch.zeros(1, 3, size, size, device=probe.device, dtype=probe.dtype)).shape
-    classifier.train(was_training)
     layers: list[ConvertedLayer] = []
     converted = OrderedDict()
     for child_name, child in head.named_children():
@@ -148,7 +149,7 @@ def convolutionalize(classifier: nn.Module) -> tuple[nn.Sequential, list[Convert
                                          tuple(child.weight.shape), tuple(conv.weight.shape)))
             converted[child_name] = conv
         else:  # activations and dropout work element-wise on maps as on vectors
-            converted[child_name] = child
+            converted[child_name] = sharing_weights(child, hooks=False)
     net = nn.Sequential(OrderedDict(features=features, head=nn.Sequential(converted)))
     return net.eval(), layers
 
@@ -159,7 +160,9 @@ def equivalence_error(classifier: nn.Module, net: nn.Module, *, batch: int = 2,
     """Largest |classifier(x) − net(x)| on random images of the classifier's own input size.
 
     At that size the convolutional version has a single output position, which must equal the
-    classifier's logits up to floating-point rounding (summation order differs).
+    classifier's logits up to floating-point rounding (summation order differs). Both run in
+    eval mode (as copies sharing their weights if they are not): it never changes the modules
+    it is given, so it is safe on shared models.
 
     Args:
         classifier: the original classifier.
@@ -177,11 +180,8 @@ def equivalence_error(classifier: nn.Module, net: nn.Module, *, batch: int = 2,
     probe = next(classifier.parameters())
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, size, size, generator=generator).to(probe.device, probe.dtype)
-    was_training = classifier.training
-    classifier.eval()
-    logits = classifier(x)  # (N, K)
-    classifier.train(was_training)
-    scores = net.eval()(x)  # (N, K, 1, 1)
+    logits = for_inference(classifier)(x)  # (N, K)
+    scores = for_inference(net)(x)  # (N, K, 1, 1)
     if scores.shape[-2:] != (1, 1):
         raise ValueError(f"expected a 1×1 score map at {size}×{size}, got {tuple(scores.shape)}")
     return float((logits - scores[:, :, 0, 0]).abs().max())
@@ -228,7 +228,8 @@ def coarse_map(net: nn.Module, image: np.ndarray, *, mean=IMAGENET_MEAN,
     The receptive field of the last layer (`seg.receptive_field.theoretical`) gives the
     window each score position sees and the stride between positions. The image is padded by
     reflection so that the first window is centred half a stride from the top-left corner,
-    so the positions tile the image.
+    so the positions tile the image. It never changes the net it is given (the field is read
+    from a private copy), so it is safe on a shared model.
 
     Args:
         net: from `convolutionalize`.
@@ -255,7 +256,7 @@ def coarse_map(net: nn.Module, image: np.ndarray, *, mean=IMAGENET_MEAN,
     padding = int(np.clip(round(field.start[0] - stride / 2), 0, min(height, width) - 1))
     x = to_tensor(image, mean, std).to(probe.device, probe.dtype)  # (1, 3, H, W)
     x = F.pad(x, (padding,) * 4, mode="reflect")  # (1, 3, H + 2p, W + 2p)
-    scores = net(x)  # (1, K, h, w)
+    scores = for_inference(net)(x)  # (1, K, h, w)
     probs = scores[0].float().softmax(0).cpu()  # (K, h, w)
     h, w = probs.shape[-2:]
     rows = field.start[0] - padding + stride * np.arange(h)
@@ -294,7 +295,9 @@ def train_patch_classifier(*, in_size: int = 32, steps: int = 200, patches: int 
 
     A classifier in the ImageNet sense (one label per picture) trained on synthetic patches
     (`seg.train.patch_dataset`): its FC layers can then be convolutionalised and run on a
-    whole scene. Dropout is off: a few hundred steps are far from over-fitting. The defaults
+    whole scene. Dropout is off: a few hundred steps are far from over-fitting. Seeded with
+    generators of its own (`seg.rng`): the same classifier for a seed alone or while other
+    threads draw random numbers or train. The defaults
     take about 4 s of one CPU core (data included) and name the centre class of about 46 % of
     held-out patches (8 classes; chance is 12.5 %).
 
@@ -317,9 +320,8 @@ def train_patch_classifier(*, in_size: int = 32, steps: int = 200, patches: int 
     from seg.models import build
 
     start = time.perf_counter()
-    torch.manual_seed(seed)
     x, y = train.patch_dataset(patches, patch=in_size, scene_size=scene_size, seed=seed)
-    module = build("alexnet_small", in_size=in_size, dropout=0.0)
+    module = rng.build(build, "alexnet_small", in_size=in_size, dropout=0.0, seed=seed)
     losses = train.fit(module, train.tensor_batches(x, y, 32, seed=seed), steps=steps, lr=3e-3,
                        device=device, callback=callback, seed=seed)
     seconds = time.perf_counter() - start

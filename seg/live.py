@@ -15,6 +15,11 @@ copied:
   forward hooks, e.g. of torchvision's AlexNet or of the paper's own definition
   (`paper_alexnet`).
 
+Safe for a class sharing one server: a seed gives the same numbers alone or while other
+threads train, build networks or draw random numbers (every random draw of a seeded experiment
+comes from generators of its own, `seg.rng.Seeded`), and no function changes a network it is
+handed (hooks go on a private copy that shares the weights, `for_inference`).
+
 The task everywhere is `seg.train.patch_dataset`: which class is at the centre of a patch cut
 from SegLab's synthetic streets. Training runs on the CPU by default, on one thread: these nets
 are so small that a GPU (or a second core) would spend its time waiting for Python, and one
@@ -39,10 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg import train
+from seg import rng, train
 from seg.devices import limit_threads
 from seg.models import registry
 from seg.models.classifiers import ACTIVATIONS
+from seg.models.segmenter import for_inference
 
 __all__ = ["ACTIVATION_NAMES", "DepthRace", "LayerRow", "Race", "Regularised", "ShapeMismatch",
            "activation_curves", "depth_race", "feature_maps", "first_layer_filters",
@@ -256,7 +262,8 @@ def race(activations: Sequence[str] = ("relu", "tanh"), *, steps: int = 400, see
 
     Every run starts from the same seed (the same random draws for the weights, scaled by the
     Kaiming gain of its activation), sees the same batches in the same order and uses the same
-    learning rate, so the activation is the only difference. As in AlexNet's Figure 1 there is
+    learning rate, so the activation is the only difference. The seed's numbers are the same
+    alone or beside other students' computations (`seg.rng`). As in AlexNet's Figure 1 there is
     no dropout and no weight decay, and the learning rate is constant: SGD with momentum 0.9.
 
     Args:
@@ -287,9 +294,8 @@ def race(activations: Sequence[str] = ("relu", "tanh"), *, steps: int = 400, see
     losses, errors, train_error, val_error, seconds = {}, {}, {}, {}, {}
     with _one_thread(device):
         for i, name in enumerate(activations):
-            torch.manual_seed(seed)
-            net = registry.build("alexnet_small", activation=name, dropout=0.0, in_size=PATCH,
-                                 num_classes=len(train.CLASSES))
+            net = rng.build(registry.build, "alexnet_small", activation=name, dropout=0.0,
+                            in_size=PATCH, num_classes=len(train.CLASSES), seed=seed)
             recorder = _Recorder(net, train.tensor_batches(x, y, batch_size, seed=seed))
             start = time.perf_counter()
             losses[name] = train.fit(net, recorder, steps=steps, lr=lr, weight_decay=0.0,
@@ -375,7 +381,8 @@ def regularised(dropout: float = 0.0, l1: float = 0.0, l2: float = 0.0, *, train
         train_size: number of training patches (small on purpose).
         validation: number of validation patches from evaluation scenes.
         steps: training steps.
-        seed: seeds the patches, the weights, dropout and the batch order.
+        seed: seeds the patches, the weights, dropout and the batch order (the same numbers
+            alone or beside other threads).
         lr: learning rate.
         batch_size: patches per step.
         evaluations: how many times the errors are measured during training.
@@ -388,9 +395,8 @@ def regularised(dropout: float = 0.0, l1: float = 0.0, l2: float = 0.0, *, train
         ((317704,), 20)
     """
     x, y, xv, yv = _patches(train_size, seed, validation=validation)
-    torch.manual_seed(seed)
-    net = registry.build("alexnet_small", activation="relu", dropout=dropout, in_size=PATCH,
-                         num_classes=len(train.CLASSES))
+    net = rng.build(registry.build, "alexnet_small", activation="relu", dropout=dropout,
+                    in_size=PATCH, num_classes=len(train.CLASSES), seed=seed)
     checkpoints = set(np.linspace(steps / evaluations, steps, evaluations).round().astype(int))
     at, train_error, val_error = [], [], []
     report = _reporter(callback, 0, steps, "training")
@@ -421,20 +427,21 @@ def loss_and_error(module: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    batch_size: int = 256) -> tuple[float, float]:
     """Mean cross-entropy and error of a classifier on a fixed set, in eval mode.
 
+    A module in training mode is run as a copy sharing its weights (`for_inference`): it never
+    changes the module it is given, so it is safe on a shared model.
+
     Example:
         >>> net = registry.build("plain_net", depth=2, width=4)
         >>> loss, error = loss_and_error(net, torch.zeros(4, 3, 16, 16), torch.zeros(4).long())
     """
-    was_training = module.training
-    module.eval()
-    device = next(module.parameters()).device
+    net = for_inference(module)
+    device = next(net.parameters()).device
     total, wrong = 0.0, 0
     for start in range(0, len(x), batch_size):
-        logits = module(x[start:start + batch_size].to(device)).cpu()  # (B, K)
+        logits = net(x[start:start + batch_size].to(device)).cpu()  # (B, K)
         labels = y[start:start + batch_size]
         total += float(F.cross_entropy(logits, labels, reduction="sum"))
         wrong += int((logits.argmax(1) != labels).sum())
-    module.train(was_training)
     return total / len(x), wrong / len(x)
 
 
@@ -447,7 +454,8 @@ def gradient_norms(depth: int, *, residual: bool, seed: int = 0, batch: int = 64
                    width: int = 8, patch: int = 16) -> np.ndarray:
     """The gradient norm of every 3×3 convolution of a plain or residual stack at initialisation.
 
-    The network is freshly initialised (seeded), left in training mode (batch norm uses the
+    The network is freshly initialised (seeded, the same alone or beside other threads), left
+    in training mode (batch norm uses the
     statistics of the batch, as in the first training step), and one real batch of synthetic
     patches goes forward and backward through the cross-entropy loss. The result is
     ‖∂loss/∂W_l‖ for every layer l, first layer first.
@@ -468,8 +476,7 @@ def gradient_norms(depth: int, *, residual: bool, seed: int = 0, batch: int = 64
         (8,)
     """
     x, y = _patches(batch, seed, patch=patch)
-    torch.manual_seed(seed)
-    net = _stack(depth, residual, width).train()
+    net = rng.build(_stack, depth, residual, width, seed=seed).train()
     with limit_threads(1):  # the same sums in the same order on every machine
         F.cross_entropy(net(x), y).backward()
     return np.array([conv.weight.grad.norm().item() for _, conv in net.conv_layers()])
@@ -548,8 +555,7 @@ def depth_race(depths: Sequence[int] = (8, 20), *, steps: int = 300, seed: int =
     loss, train_loss, train_error, seconds = {}, {}, {}, {}
     with _one_thread(device):
         for i, (kind, depth) in enumerate(runs):
-            torch.manual_seed(seed)
-            net = _stack(depth, kind == "residual", width)
+            net = rng.build(_stack, depth, kind == "residual", width, seed=seed)
             start = time.perf_counter()
             loss[kind, depth] = train.fit(
                 net, train.tensor_batches(x, y, batch_size, seed=seed), steps=steps, lr=lr,
@@ -652,15 +658,16 @@ def layer_table(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRow
     """Output shape and parameter count of every convolution, pooling, normalisation and
     fully-connected layer, in the order they run.
 
-    One batch of one image goes through the network with a forward hook on each of those
-    layers, so the shapes are those the network really produces (padding, rounding and all),
-    not a formula's. Activations and dropout change no shape and have no parameters: they are
+    One batch of one image goes through the network in eval mode with a forward hook on each of
+    those layers, so the shapes are those the network really produces (padding, rounding and
+    all), not a formula's. The hooks are set on a private copy that shares the weights
+    (`for_inference`): it never changes the module it is given, so it is safe on a shared model. Activations and dropout change no shape and have no parameters: they are
     left out. A module built on the "meta" device (no memory for its weights) works too.
     Layers are named as in AlexNet's paper: conv1…, pool1… (numbered after the convolution
     they follow), fc6… (numbered on from the last convolution).
 
     Args:
-        module: the network (its mode is kept).
+        module: the network (left as it is).
         input_size: (H, W) of the input image.
 
     Returns:
@@ -676,8 +683,9 @@ def layer_table(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRow
         ('conv1', '55×55×64', 23296)
     """
     device = next(module.parameters()).device
+    own = for_inference(module, private=True)  # the hooks go on this copy, never on `module`
     rows: list[LayerRow] = []
-    hooked = [(q, layer, kind) for q, layer in module.named_modules()
+    hooked = [(q, layer, kind) for q, layer in own.named_modules()
               for kind in [next((k for cls, k in _KINDS if isinstance(layer, cls)), None)]
               if kind is not None]
 
@@ -686,12 +694,11 @@ def layer_table(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRow
         rows.append(LayerRow(_next_name(kind, rows), qualified, kind, _hyper_text(layer),
                              tuple(output.shape[1:]), params))
 
-    handles = [layer.register_forward_hook(lambda m, a, o, q=q, k=kind: hook(m, a, o, q, k))
-               for q, layer, kind in hooked]
-    was_training = module.training
+    for q, layer, kind in hooked:
+        layer.register_forward_hook(lambda m, a, o, q=q, k=kind: hook(m, a, o, q, k))
     try:
         with torch.no_grad():
-            module.eval()(torch.zeros(1, 3, *input_size, device=device))  # (1, 3, H, W)
+            own(torch.zeros(1, 3, *input_size, device=device))  # (1, 3, H, W)
     except RuntimeError as error:
         # The layers that ran are in `rows`; the next hooked one is where the sizes broke.
         after = f"after {rows[-1].name} ({rows[-1].shape_text})" if rows else "at the input"
@@ -705,10 +712,6 @@ def layer_table(module: nn.Module, input_size: tuple[int, int]) -> list[LayerRow
             why = str(error).splitlines()[0]
         raise ShapeMismatch(f"A {input_size[0]}×{input_size[1]} input does not fit this "
                             f"network: {after}, {where} cannot run: {why}.", rows) from None
-    finally:
-        module.train(was_training)
-        for handle in handles:
-            handle.remove()
     return rows
 
 
@@ -804,8 +807,12 @@ def mosaic(pictures: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
 def feature_maps(module: nn.Module, x: torch.Tensor, names: Sequence[str]) -> dict[str, np.ndarray]:
     """The outputs of the named sub-modules for one image, read by forward hooks.
 
+    The hooks are set on a private copy that shares the weights (`for_inference`), run in eval
+    mode without gradients: it never changes the module it is given, so it is safe on a shared
+    model — two students reading two pictures at once each get their own picture's maps.
+
     Args:
-        module: the network (run in eval mode, without gradients).
+        module: the network (left as it is).
         x: one normalised image (1, 3, H, W).
         names: qualified sub-module names, e.g. ("layer1", "layer2") of a torchvision ResNet.
 
@@ -819,20 +826,15 @@ def feature_maps(module: nn.Module, x: torch.Tensor, names: Sequence[str]) -> di
         >>> maps["layer1"].shape, maps["layer4"].shape
         ((64, 16, 16), (512, 2, 2))
     """
-    wanted = dict(module.named_modules())
-    missing = [n for n in names if n not in wanted]
+    missing = [n for n in names if n not in dict(module.named_modules())]
     if missing:
         raise KeyError(f"no sub-module called {', '.join(missing)}")
+    own = for_inference(module, private=True)  # the hooks go on this copy, never on `module`
+    wanted = dict(own.named_modules())
     maps: dict[str, np.ndarray] = {}
-    handles = [wanted[n].register_forward_hook(
-        lambda m, a, out, n=n: maps.__setitem__(n, out[0].detach().cpu().float().numpy()))
-        for n in names]
-    was_training = module.training
-    try:
-        with torch.no_grad():
-            module.eval()(x)
-    finally:
-        module.train(was_training)
-        for handle in handles:
-            handle.remove()
+    for n in names:
+        wanted[n].register_forward_hook(
+            lambda m, a, out, n=n: maps.__setitem__(n, out[0].detach().cpu().float().numpy()))
+    with torch.no_grad():
+        own(x)
     return maps

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg import metrics
+from seg import metrics, rng
 from seg.devices import default_device, synchronize
 from seg.models import checkpoints, registry
-from seg.models.segmenter import IMAGENET_MEAN, IMAGENET_STD, Segmenter
+from seg.models.segmenter import IMAGENET_MEAN, IMAGENET_STD, Segmenter, for_inference
 from seg.synthetic import CLASSES, eval_seed, scene, train_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -173,6 +173,12 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
     Works for segmenters (outputs a dict with "out", labels (N, H, W)) and classifiers
     (outputs logits (N, K), labels (N,)) alike.
 
+    Every random draw of a training step (dropout's masks, a batch iterator's own draws from
+    torch) comes from generators of the run's
+    own, seeded with `seed` (`seg.rng.Seeded`): the same seed gives the same losses alone or
+    while other threads train, build networks or draw random numbers, and the global generator
+    is neither read nor reseeded. The callback runs outside the seeded steps.
+
     Args:
         module: the network (trained in place, left in eval mode).
         batches: an iterator of (images, labels), e.g. `segmentation_batches()`.
@@ -186,14 +192,15 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
         device: where to train (default: CUDA, then MPS, then CPU).
         callback: called with a `StepInfo` after each step; return True to stop early.
         progress: show a progress bar in the terminal (tqdm).
-        seed: seeds torch for initialisation-independent randomness (dropout).
+        seed: seeds the training's own random draws (dropout); the batches and the weights
+            are seeded where they are made (`tensor_batches`, `seg.rng.build`).
 
     Example:
         >>> net = seg.models.build("alexnet_small", in_size=32)  # doctest: +SKIP
         >>> x, y = patch_dataset(256)  # doctest: +SKIP
         >>> losses = fit(net, tensor_batches(x, y, 32), steps=50)  # doctest: +SKIP
     """
-    torch.manual_seed(seed)
+    draws = rng.Seeded(seed)
     device = torch.device(device or default_device())
     module.to(device).train()
     params = [p for p in module.parameters() if p.requires_grad]
@@ -224,17 +231,18 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        x, y = next(batches)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = module(x)
-        logits = out["out"] if isinstance(out, dict) else out  # (N, C, H, W) or (N, C)
-        loss = F.cross_entropy(logits, y, weight=weights, ignore_index=ignore_index)
-        if l1:
-            loss = loss + l1 * sum(w.abs().sum() for w in penalised)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        with draws:
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = module(x)
+            logits = out["out"] if isinstance(out, dict) else out  # (N, C, H, W) or (N, C)
+            loss = F.cross_entropy(logits, y, weight=weights, ignore_index=ignore_index)
+            if l1:
+                loss = loss + l1 * sum(w.abs().sum() for w in penalised)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
         losses.append(loss.item())
         if bar is not None:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -252,15 +260,15 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
 
 @torch.no_grad()
 def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Classification accuracy of `module` on a fixed set (eval mode, restored afterwards)."""
-    was_training = module.training
-    module.eval()
-    device = next(module.parameters()).device
+    """Classification accuracy of `module` on a fixed set, in eval mode (a copy sharing its
+    weights if it is training: `module` itself is never changed, so it is safe on a shared
+    model)."""
+    net = for_inference(module)
+    device = next(net.parameters()).device
     correct = 0
     for start in range(0, len(x), batch_size):
-        logits = module(x[start:start + batch_size].to(device))
+        logits = net(x[start:start + batch_size].to(device))
         correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
-    module.train(was_training)
     return correct / max(1, len(x))
 
 
@@ -348,6 +356,9 @@ def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size
                     command: str | None = None) -> tuple[Segmenter, Evaluation]:
     """Train a SegLab segmenter from scratch, evaluate it and save checkpoint + model card.
 
+    Seeded throughout with generators of its own (`seg.rng`; the scenes by NumPy generators
+    seeded with `seed`): the same weights alone or beside other threads.
+
     Args:
         name: a SegLab segmenter from the registry (e.g. "fcn8s").
         steps, crop, batch_size, lr, seed: the recipe (stored in the card).
@@ -362,9 +373,8 @@ def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size
     if entry.family != "seglab" or entry.task != "segmentation":
         raise ValueError(f"{name} is not one of SegLab's segmenters")
     device = torch.device(device or default_device())
-    torch.manual_seed(seed)
     kwargs = dict(entry.defaults)
-    module = entry.build_fn()(**kwargs)
+    module = rng.build(entry.build_fn(), seed=seed, **kwargs)
     start = time.perf_counter()
     pool = ScenePool(256, 256, seed=seed)
     weights = median_frequency_weights(pool.class_frequencies())
