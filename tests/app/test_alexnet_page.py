@@ -1,5 +1,6 @@
 """The AlexNet lesson: activations, the ReLU/tanh race, regularisation and the 227×227 table."""
 
+from tests.seg.test_pretrained import stand_in  # noqa: E402
 import json
 
 import pytest
@@ -96,9 +97,7 @@ def test_missing_imagenet_weights_are_explained(page):
 def test_with_weights_the_filters_and_a_top5_are_shown(tmp_path, monkeypatch, photo):
     # Random weights stand in for the ImageNet file: the page only needs a loadable file.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = pretrained.cache_path("alexnet")
-    path.parent.mkdir(parents=True)
-    torch.save(torchvision.models.alexnet().state_dict(), path)
+    stand_in("alexnet", torchvision.models.alexnet().state_dict(), monkeypatch)
     at = open_alexnet()
     upload(at, "cat.jpg", encoded(photo, "JPEG"), "image/jpeg")
     no_exception(at)

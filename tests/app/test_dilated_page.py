@@ -1,5 +1,6 @@
 """The dilated-convolution page: receptive fields, gridding and a network changed live."""
 
+from tests.seg.test_pretrained import stand_in  # noqa: E402
 import base64
 import copy
 import json
@@ -152,12 +153,10 @@ def deeplabv3_cached(tmp_path, monkeypatch):
     with it are cleared afterwards.
     """
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = pretrained.cache_path("deeplabv3_resnet50")
-    path.parent.mkdir(parents=True)
     torch.manual_seed(0)
     module = segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None,
                                              num_classes=21, aux_loss=True)
-    torch.save(module.state_dict(), path)
+    stand_in("deeplabv3_resnet50", module.state_dict(), monkeypatch)
     st.cache_resource.clear()
     st.cache_data.clear()
     yield

@@ -1,5 +1,6 @@
 """The ResNet lesson: gradient norms at initialisation and the plain vs residual race."""
 
+from tests.seg.test_pretrained import stand_in  # noqa: E402
 import pytest
 import torch
 import torchvision
@@ -78,9 +79,7 @@ def test_missing_resnet_weights_are_explained(page):
 def test_with_weights_the_feature_maps_of_the_photo_are_shown(tmp_path, monkeypatch, photo):
     # Random weights stand in for the ImageNet file: the page only needs a loadable file.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    path = pretrained.cache_path("resnet18")
-    path.parent.mkdir(parents=True)
-    torch.save(torchvision.models.resnet18().state_dict(), path)
+    stand_in("resnet18", torchvision.models.resnet18().state_dict(), monkeypatch)
     at = open_resnet()
     upload(at, "cat.png", encoded(photo))
     no_exception(at)
