@@ -14,6 +14,7 @@ from PIL import Image
 
 import seg
 from seg.models import pretrained
+from tests.seg.test_pretrained import stand_in
 
 SAMPLES = Path(__file__).resolve().parents[2] / "app" / "samples"
 
@@ -25,20 +26,19 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """A torch hub cache holding a (randomly initialised) state dict for every torchvision
-    segmenter, under the exact file names their weights enums download to."""
+    segmenter, each under its own hash in its file name (stand_in), as the load-time check requires."""
     directory = tmp_path_factory.mktemp("hub")
     previous = torch.hub.get_dir()
     torch.hub.set_dir(str(directory))
-    for name in pretrained.TORCHVISION_SEGMENTERS:
-        builder, weights = pretrained.TORCHVISION_SEGMENTERS[name]
-        torch.manual_seed(0)
-        module = builder(weights=None, weights_backbone=None,
-                         num_classes=len(weights.meta["categories"]),
-                         aux_loss=name != "lraspp_mobilenet_v3_large")
-        path = pretrained.cache_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(module.state_dict(), path)
-    yield directory
+    with pytest.MonkeyPatch.context() as patch:
+        for name in pretrained.TORCHVISION_SEGMENTERS:
+            builder, weights = pretrained.TORCHVISION_SEGMENTERS[name]
+            torch.manual_seed(0)
+            module = builder(weights=None, weights_backbone=None,
+                             num_classes=len(weights.meta["categories"]),
+                             aux_loss=name != "lraspp_mobilenet_v3_large")
+            stand_in(name, module.state_dict(), patch)
+        yield directory
     torch.hub.set_dir(previous)
 
 
