@@ -75,7 +75,10 @@ def _generator_overload(op):
 def _draws_nothing(op, args, kwargs) -> bool:
     """True when an operation tagged random is called so that it draws no random number: its
     dropout probability is 0 or it is not training (an RNN or attention without dropout)."""
-    values = dict(zip((a.name for a in op._schema.arguments), args), **kwargs)
+    # The dispatcher leaves out arguments given at their default value: read those from the
+    # schema.
+    values = {a.name: a.default_value for a in op._schema.arguments if a.has_default_value()}
+    values.update(zip((a.name for a in op._schema.arguments), args), **kwargs)
     if values.get("train", values.get("training", True)) is False:
         return True
     probabilities = [values[name] for name in _DROPOUT_ARGUMENTS if name in values]
