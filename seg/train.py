@@ -353,7 +353,8 @@ def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size
                     lr: float = 2e-3, seed: int = 0, device=None, out_dir=None,
                     eval_scenes: int = 256, progress: bool = True,
                     callback: Callable[[StepInfo], bool | None] | None = None,
-                    command: str | None = None) -> tuple[Segmenter, Evaluation]:
+                    command: str | None = None, pool_size: int = 256
+                    ) -> tuple[Segmenter, Evaluation]:
     """Train a SegLab segmenter from scratch, evaluate it and save checkpoint + model card.
 
     Seeded throughout with generators of its own (`seg.rng`; the scenes by NumPy generators
@@ -368,6 +369,7 @@ def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size
         progress: terminal progress bar.
         callback: per-step callback (see `fit`).
         command: the command line to record in the card (default: this process's argv).
+        pool_size: scenes kept rendered at a time (`ScenePool`; a few for a smoke test).
     """
     entry = registry.entry(name)
     if entry.family != "seglab" or entry.task != "segmentation":
@@ -376,7 +378,7 @@ def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size
     kwargs = dict(entry.defaults)
     module = rng.build(entry.build_fn(), seed=seed, **kwargs)
     start = time.perf_counter()
-    pool = ScenePool(256, 256, seed=seed)
+    pool = ScenePool(256, pool_size, seed=seed)
     weights = median_frequency_weights(pool.class_frequencies())
     batches = iter(lambda: pool.draw(batch_size, crop), None)
     losses = fit(module, batches, steps=steps, lr=lr, class_weights=weights, device=device,
@@ -387,7 +389,7 @@ def train_segmenter(name: str, *, steps: int = 3000, crop: int = 160, batch_size
         "name": name, "title": entry.title, "paper": entry.paper, "classes": list(CLASSES),
         "num_params": sum(p.numel() for p in module.parameters()),
         "training": {"steps": len(losses), "crop": crop, "batch_size": batch_size, "lr": lr,
-                     "seed": seed, "optimizer": "AdamW, one-cycle", "seconds": round(train_seconds, 1),
+                     "seed": seed, "pool_size": pool_size, "optimizer": "AdamW, one-cycle", "seconds": round(train_seconds, 1),
                      "device": _device_label(device), "final_loss": round(float(np.mean(losses[-50:])), 4),
                      "train_seeds": "seg.synthetic.train_seed(i)"},
         "command": command or "python -m seg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
