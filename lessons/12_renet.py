@@ -84,9 +84,7 @@ def working_copy(image_key: str, _array: np.ndarray) -> np.ndarray:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def fresh_layer(patch: int, device: str) -> nn.Module:
     """A randomly initialised ReNet layer with another patch size (seeded: same for everyone)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return ReNetLayer(3, 32, patch).to(device).eval()
+    return seg.rng.build(ReNetLayer, 3, 32, patch, seed=0).to(device).eval()
 
 
 @st.cache_data(max_entries=32, show_spinner="Running the four sweeps…")
