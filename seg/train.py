@@ -174,10 +174,11 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
     (outputs logits (N, K), labels (N,)) alike.
 
     Every random draw of a training step (dropout's masks, a batch iterator's own draws from
-    torch) comes from generators of the run's
-    own, seeded with `seed` (`seg.rng.Seeded`): the same seed gives the same losses alone or
-    while other threads train, build networks or draw random numbers, and the global generator
-    is neither read nor reseeded. The callback runs outside the seeded steps.
+    torch) comes from generators of the run's own, seeded with `seed` (`seg.rng.Seeded`): the
+    same seed gives the same losses alone or while other threads train, build networks or draw
+    random numbers, and the global generator is neither read nor reseeded. Only the batch and
+    the forward pass run in the seeded block (backward and the update draw nothing, and run at
+    full speed outside it), and the callback runs outside it too.
 
     Args:
         module: the network (trained in place, left in eval mode).
@@ -231,18 +232,18 @@ def fit(module: nn.Module, batches: Iterator[Batch], *, steps: int, lr: float = 
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        with draws:
+        with draws:  # the forward pass draws (dropout); backward and the update do not
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = module(x)
-            logits = out["out"] if isinstance(out, dict) else out  # (N, C, H, W) or (N, C)
-            loss = F.cross_entropy(logits, y, weight=weights, ignore_index=ignore_index)
-            if l1:
-                loss = loss + l1 * sum(w.abs().sum() for w in penalised)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        logits = out["out"] if isinstance(out, dict) else out  # (N, C, H, W) or (N, C)
+        loss = F.cross_entropy(logits, y, weight=weights, ignore_index=ignore_index)
+        if l1:
+            loss = loss + l1 * sum(w.abs().sum() for w in penalised)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
         losses.append(loss.item())
         if bar is not None:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
